@@ -1,0 +1,37 @@
+"""Hydra glue: resolvers used by conf/ for output folders that never collide and stay readable."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+
+from omegaconf import OmegaConf
+
+TOKEN_VARIABLE = "UNET_TRANSFER_RUN_TOKEN"
+CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+
+
+def process_token() -> str:
+    """A short token, fixed for this process and inherited by the workers it launches.
+
+    Two sweeps started in the same second get different folders; the jobs of one sweep,
+    even in other processes (joblib, submitit), agree on theirs.
+    """
+    if TOKEN_VARIABLE not in os.environ:
+        os.environ[TOKEN_VARIABLE] = secrets.token_hex(3)
+    return os.environ[TOKEN_VARIABLE]
+
+
+def path_safe(text: str, limit: int = 120) -> str:
+    """Override strings as folder names: no slashes, bounded length, never empty."""
+    text = re.sub(r"[^A-Za-z0-9=,._+-]", "_", str(text)) or "default"
+    if len(text) > limit:
+        text = text[: limit - 13] + "_" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    return text
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("token", process_token, replace=True)
+    OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)

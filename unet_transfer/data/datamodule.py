@@ -1,0 +1,115 @@
+"""Serves one cross-validation fold of a SegmentationSet: training rows (augmented) and the
+held-out rows (never augmented, scored at the end)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from unet_transfer.data import augment as augmentation
+from unet_transfer.data.arrays import SegmentationSet
+from unet_transfer.data.cache import cached_set
+from unet_transfer.errors import ConfigError
+
+
+class ArrayDataset(Dataset):
+    """Rows of uint8 images and bool masks as float tensors in [0, 1]; also yields each row's
+    index in the original set, so results and leak checks can name the source image."""
+
+    def __init__(self, images: np.ndarray, masks: np.ndarray, sources: np.ndarray, transform=None):
+        self.images, self.masks, self.sources, self.transform = images, masks, np.asarray(sources), transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, row: int):
+        image, mask = self.images[row], self.masks[row]
+        if self.transform is not None:
+            image, mask = augmentation.apply(self.transform, np.ascontiguousarray(image), mask)
+        image = torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0).float().div_(255.0)
+        mask = torch.from_numpy(np.ascontiguousarray(mask)).unsqueeze(0).float()
+        return image, mask, int(self.sources[row])
+
+
+class SegmentationDataModule(pl.LightningDataModule):
+    """Args:
+        data: the whole preprocessed set.
+        held_out: ids of the held-out fold.
+        augment: {"mode": none|online|offline, "total": ..., transform settings}.
+        seed: seeds the augmentation, so a run is reproducible.
+        offline_cache: folder to keep offline expansions in (built once per fold and seed).
+    """
+
+    def __init__(self, data: SegmentationSet, held_out: Sequence[str], batch_size: int = 8,
+                 augment: dict | None = None, seed: int = 0, num_workers: int = 0, pin_memory: bool = False,
+                 persistent_workers: bool = False, offline_cache: Path | None = None):
+        super().__init__()
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.augment = dict(augment or {"mode": "none"})
+        if self.augment.get("mode", "none") not in augmentation.MODES:
+            raise ConfigError(f"augment.mode={self.augment.get('mode')!r}; use one of {list(augmentation.MODES)}.")
+        self.loader_options = {"num_workers": num_workers, "pin_memory": pin_memory,
+                               "persistent_workers": persistent_workers and num_workers > 0}
+        self.offline_cache = offline_cache
+        held = set(held_out)
+        self.test_rows = np.array([i for i, sample_id in enumerate(data.ids) if sample_id in held])
+        self.train_rows = np.array([i for i, sample_id in enumerate(data.ids) if sample_id not in held])
+        self._train: ArrayDataset | None = None
+
+    def _transform_settings(self) -> dict:
+        return {k: v for k, v in self.augment.items() if k not in ("mode", "total")}
+
+    def train_dataset(self) -> ArrayDataset:
+        if self._train is not None:
+            return self._train
+        images, masks = self.data.images[self.train_rows], self.data.masks[self.train_rows]
+        mode = self.augment.get("mode", "none")
+        if mode == "none":
+            self._train = ArrayDataset(images, masks, self.train_rows)
+        elif mode == "online":
+            self._train = ArrayDataset(images, masks, self.train_rows,
+                                       augmentation.paper_transform(**self._transform_settings(), seed=self.seed))
+        else:
+            self._train = self._offline(images, masks)
+        return self._train
+
+    def _offline(self, images: np.ndarray, masks: np.ndarray) -> ArrayDataset:
+        total = int(self.augment.get("total", 600))
+        train_ids = [self.data.ids[r] for r in self.train_rows]
+
+        def build() -> SegmentationSet:
+            transform = augmentation.paper_transform(**self._transform_settings(), seed=self.seed)
+            out_images, out_masks, rows = augmentation.expand_offline(images, masks, total, transform)
+            return SegmentationSet(out_images, out_masks, tuple(f"{train_ids[r]}#{i}" for i, r in enumerate(rows)))
+
+        if self.offline_cache is None:
+            expanded = build()
+        else:
+            key = {"train_ids": train_ids, "total": total, "seed": self.seed, "transform": self._transform_settings()}
+            expanded, _ = cached_set(self.offline_cache, "offline", key, build)
+        # Each copy's id is "<source id>#<n>": the source row is recoverable, cached or not.
+        position = {sample_id: i for i, sample_id in enumerate(self.data.ids)}
+        rows = np.array([position[copy_id.rsplit("#", 1)[0]] for copy_id in expanded.ids])
+        return ArrayDataset(expanded.images, expanded.masks, rows)
+
+    def test_dataset(self) -> ArrayDataset:
+        return ArrayDataset(self.data.images[self.test_rows], self.data.masks[self.test_rows], self.test_rows)
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.train_dataset(), batch_size=self.batch_size, shuffle=True, drop_last=False,
+                          generator=generator, **self.loader_options)
+
+    def val_dataloader(self) -> DataLoader:
+        """The held-out rows, for monitoring only (run with validate=true); the final weights
+        are scored whatever validation says."""
+        return self.test_dataloader()
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.test_dataset(), batch_size=self.batch_size, shuffle=False, **self.loader_options)
+

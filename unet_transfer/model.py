@@ -1,0 +1,203 @@
+"""The up-sampling U-Net of the paper, built as an ordered list of named blocks.
+
+Blocks are the vocabulary of the whole project: freezing, analysis and reports speak of block
+1 (enc1, shallowest) to block 9 (dec1, deepest), in the order of the longest path from the
+input. The layout follows the Keras U-Net that papers of that time used (DESIGN section 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unet_transfer.errors import ConfigError
+
+DROPOUT_SITES = ("bottleneck", "deepest_encoder")
+
+
+def block_names(levels: int = 4) -> tuple[str, ...]:
+    """enc1..encL, bottleneck, decL..dec1: the depth order of DESIGN section 3."""
+    encoders = tuple(f"enc{i}" for i in range(1, levels + 1))
+    decoders = tuple(f"dec{i}" for i in range(levels, 0, -1))
+    return (*encoders, "bottleneck", *decoders)
+
+
+def _conv3x3(in_channels: int, out_channels: int, norm: str) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=norm == "none")]
+    if norm == "batch":
+        layers.append(nn.BatchNorm2d(out_channels))
+    layers.append(nn.ReLU(inplace=True))
+    return layers
+
+
+def _double_conv(in_channels: int, out_channels: int, norm: str) -> list[nn.Module]:
+    return [*_conv3x3(in_channels, out_channels, norm), *_conv3x3(out_channels, out_channels, norm)]
+
+
+class EncoderBlock(nn.Sequential):
+    """(maxpool 2,) conv3x3+ReLU twice, (dropout): one step down the contracting path."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, pool: bool, dropout: float, norm: str):
+        layers: list[nn.Module] = [nn.MaxPool2d(2)] if pool else []
+        layers += _double_conv(in_channels, out_channels, norm)
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        super().__init__(*layers)
+
+
+class KerasSameUpConv(nn.Module):
+    """Nearest up-sampling x2, then a 2x2 conv padded like Keras "same" (extra row/column at
+    the bottom/right), then ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 2, bias=norm == "none")
+        self.norm = nn.BatchNorm2d(out_channels) if norm == "batch" else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return F.relu(self.norm(self.conv(F.pad(x, (0, 1, 0, 1)))), inplace=True)
+
+
+class DecoderBlock(nn.Module):
+    """Up-conv, concatenate the skip (skip first, as Keras did), conv3x3+ReLU twice."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, norm: str):
+        super().__init__()
+        self.up = KerasSameUpConv(in_channels, out_channels, norm)
+        self.convs = nn.Sequential(*_double_conv(skip_channels + out_channels, out_channels, norm))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.convs(torch.cat([skip, self.up(x)], dim=1))
+
+
+class OutputBlock(DecoderBlock):
+    """The deepest block: the last decoder step plus the segmentation head (one logit map).
+
+    The head belongs to block 9 so that "train the deepest block" includes it, as in the paper.
+    """
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, norm: str, extra_conv: bool):
+        super().__init__(in_channels, skip_channels, out_channels, norm)
+        head: list[nn.Module] = []
+        if extra_conv:
+            head += _conv3x3(out_channels, 2, norm)
+        head.append(nn.Conv2d(2 if extra_conv else out_channels, 1, 1))
+        self.head = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.head(super().forward(x, skip))
+
+
+class UNet(nn.Module):
+    """U-Net returning logits; apply a sigmoid for probabilities.
+
+    Args:
+        width: filters of block 1 (64 in the paper); each level down doubles it.
+        levels: pooling steps (4 in the paper, giving 9 blocks).
+        in_channels: 1 for grey images.
+        dropout: rate of the dropout layers (0.5 in the paper).
+        dropout_at: where dropout sits: "bottleneck" (the paper's text) and/or
+            "deepest_encoder" (the Keras model, whose skip carries the dropped tensor).
+        extra_conv: the Keras model's conv3x3 with 2 filters before the 1x1 output.
+        norm: "none" (the paper) or "batch".
+    """
+
+    def __init__(
+        self,
+        width: int = 64,
+        levels: int = 4,
+        in_channels: int = 1,
+        dropout: float = 0.5,
+        dropout_at: Sequence[str] = ("bottleneck",),
+        extra_conv: bool = False,
+        norm: str = "none",
+    ):
+        super().__init__()
+        unknown = sorted(set(dropout_at) - set(DROPOUT_SITES))
+        if unknown:
+            raise ConfigError(f"model.dropout_at has unknown site(s) {unknown}; allowed: {list(DROPOUT_SITES)}")
+        if norm not in ("none", "batch"):
+            raise ConfigError(f"model.norm={norm!r} is not known; use 'none' (the paper) or 'batch'")
+        if levels < 1 or width < 1:
+            raise ConfigError(f"model.levels={levels} and model.width={width} must both be >= 1")
+        self.levels = levels
+        names = block_names(levels)
+        channels = [width * 2**i for i in range(levels + 1)]
+        blocks: dict[str, nn.Module] = {}
+        for i in range(levels):
+            blocks[names[i]] = EncoderBlock(
+                in_channels if i == 0 else channels[i - 1],
+                channels[i],
+                pool=i > 0,
+                dropout=dropout if (i == levels - 1 and "deepest_encoder" in dropout_at) else 0.0,
+                norm=norm,
+            )
+        blocks["bottleneck"] = EncoderBlock(
+            channels[levels - 1], channels[levels], pool=True,
+            dropout=dropout if "bottleneck" in dropout_at else 0.0, norm=norm,
+        )
+        for i in range(levels - 1, -1, -1):
+            name = f"dec{i + 1}"
+            if i == 0:
+                blocks[name] = OutputBlock(channels[1], channels[0], channels[0], norm, extra_conv)
+            else:
+                blocks[name] = DecoderBlock(channels[i + 1], channels[i], channels[i], norm)
+        self.blocks = nn.ModuleDict(blocks)
+        self.frozen_blocks: frozenset[int] = frozenset()
+        self.reset_parameters()
+
+    @property
+    def block_names(self) -> tuple[str, ...]:
+        return tuple(self.blocks.keys())
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.blocks)
+
+    def block(self, number: int) -> nn.Module:
+        """Block by its 1-based depth number."""
+        return self.blocks[self.block_names[number - 1]]
+
+    def block_of_parameter(self, name: str) -> int:
+        """Depth number of the block a state-dict key belongs to ("blocks.enc2.1.weight" -> 2)."""
+        return self.block_names.index(name.split(".")[1]) + 1
+
+    def reset_parameters(self) -> None:
+        """He-normal (fan-in) weights and zero biases, as the Keras model."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def set_frozen_blocks(self, frozen: set[int] | frozenset[int]) -> None:
+        """Freeze these blocks (1-based): no gradient, and normalisation held in eval mode."""
+        self.frozen_blocks = frozenset(frozen)
+        for number in range(1, self.n_blocks + 1):
+            for p in self.block(number).parameters():
+                p.requires_grad_(number not in self.frozen_blocks)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> UNet:
+        """Keep normalisation layers of frozen blocks in eval mode: their running statistics
+        are part of the pretrained weights and must not drift."""
+        super().train(mode)
+        for number in self.frozen_blocks:
+            for module in self.block(number).modules():
+                if isinstance(module, nn.modules.batchnorm._NormBase):
+                    module.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i in range(self.levels):
+            x = self.blocks[f"enc{i + 1}"](x)
+            skips.append(x)
+        x = self.blocks["bottleneck"](x)
+        for i in range(self.levels, 0, -1):
+            x = self.blocks[f"dec{i}"](x, skips[i - 1])
+        return x

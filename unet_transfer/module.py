@@ -1,0 +1,73 @@
+"""The LightningModule: binary cross-entropy on logits for training, the paper's per-image
+metrics on the held-out fold with the final weights."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from unet_transfer.metrics import THRESHOLD, per_image_scores
+from unet_transfer.model import UNet
+from unet_transfer.results import METRICS
+
+
+class SegmentationModule(pl.LightningModule):
+    """Args:
+        model: the U-Net (its frozen blocks are set by the FreezeSchedule callback).
+        optimizer: a partial optimiser (e.g. Adam lr 1e-4) completed with the trainable
+            parameters only, so frozen weights are never in the optimiser.
+        channels_last: run convolutions in NHWC layout (faster on CPUs and tensor cores).
+        keep_predictions: also keep the held-out probability maps (for figures).
+    """
+
+    def __init__(self, model: UNet, optimizer: Callable[..., torch.optim.Optimizer], channels_last: bool = False,
+                 threshold: float = THRESHOLD, keep_predictions: bool = False):
+        super().__init__()
+        self.model, self.optimizer_factory = model, optimizer
+        self.channels_last, self.threshold, self.keep_predictions = channels_last, threshold, keep_predictions
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.test_records: list[dict] = []
+        self.test_predictions: dict[int, torch.Tensor] = {}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.model(images)
+
+    def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        images, masks, _ = batch
+        logits = self(images)
+        return F.binary_cross_entropy_with_logits(logits.float(), masks), logits
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, _ = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[0]))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, logits = self._loss(batch)
+        scores = per_image_scores(torch.sigmoid(logits.float()), batch[1], self.threshold)
+        n = len(batch[0])
+        self.log("val/loss", loss, prog_bar=True, batch_size=n)
+        self.log("val/dice", scores["dice"].mean().float(), prog_bar=True, batch_size=n)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_records, self.test_predictions = [], {}
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        images, masks, rows = batch
+        probabilities = torch.sigmoid(self(images).float())
+        scores = per_image_scores(probabilities, masks, self.threshold)
+        for i, row in enumerate(rows.tolist()):
+            self.test_records.append({"row": row, **{m: float(scores[m][i]) for m in METRICS}})
+            if self.keep_predictions:
+                self.test_predictions[row] = probabilities[i, 0].detach().cpu().half()
+        for m in METRICS:
+            self.log(f"test/{m}", scores[m].mean().float(), batch_size=len(images))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory([p for p in self.model.parameters() if p.requires_grad])
