@@ -8,7 +8,7 @@ DIR ?= multirun/$(EXP)
 STAMP := .cache/installed.stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow lint clean
+.PHONY: help install demo study report run test test-slow smoke-real lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,14 +20,31 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install -e ".[dev]"
 	@mkdir -p $(dir $@) && touch $@
 
-demo: $(STAMP)  ## the main job: one quick fine-tuning run on the embedded synthetic data (CPU)
-	$(PYTHON) train.py
+demo: $(STAMP)  ## the main job: the paper's whole study on simulated data, with its report (CPU, ~10 min)
+	$(PYTHON) -m unet_transfer.study demo
+
+study: $(STAMP)  ## a whole study: make study EXP=paper_busi [ARGS="trainer.accelerator=gpu"]
+	$(PYTHON) -m unet_transfer.study $(EXP) $(ARGS)
+
+report: $(STAMP)  ## tables, figures and statistics of a study folder: make report DIR=multirun/paper_busi
+	$(PYTHON) -m unet_transfer.report $(DIR)
+
+run: $(STAMP)  ## one quick fine-tuning run on the synthetic default: make run [ARGS="freeze=contracting"]
+	$(PYTHON) train.py $(ARGS)
 
 test: $(STAMP)  ## the test suite (fast tests; about 5 minutes on 2 cores)
 	$(PYTHON) -m pytest -q
 
 test-slow: $(STAMP)  ## the slow tests too
 	$(PYTHON) -m pytest -q -m "slow or not slow"
+
+SHARED ?= ../shared/data
+SMOKE := $(PYTHON) train.py trainer.max_epochs=1 trainer.enable_progress_bar=false dataset.image_size=64 resume=false
+smoke-real: $(STAMP)  ## one tiny fine-tuning on each real sample set in ../shared/data (BUSI, ECSSD, lungs)
+	$(SMOKE) dataset=busi dataset.root=$(SHARED)/busi_sample/Dataset_BUSI_with_GT hydra.run.dir=outputs/smoke/busi
+	$(SMOKE) dataset=ecssd dataset.root=$(SHARED)/ecssd_sample hydra.run.dir=outputs/smoke/ecssd
+	$(SMOKE) dataset=folder dataset.root=$(SHARED)/lung_sample hydra.run.dir=outputs/smoke/lungs
+	$(PYTHON) -c "import json; [print(n, json.load(open(f'outputs/smoke/{n}/metrics.json'))['n_images'], 'held-out images') for n in ('busi', 'ecssd', 'lungs')]"
 
 lint: $(STAMP)  ## ruff
 	$(PYTHON) -m ruff check .

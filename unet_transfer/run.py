@@ -37,6 +37,15 @@ def prepare(cfg: DictConfig):
     return source, data, cache_folder, folds[cfg.fold], trainable
 
 
+def quiet_lightning() -> None:
+    """Drop Lightning's advertising and warnings about its own internals: noise in every run."""
+    import warnings
+
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "Tip:" not in record.getMessage())
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
 def run(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.output_dir)
     finished = read_metrics(out_dir) if cfg.resume else None
@@ -57,6 +66,7 @@ def run(cfg: DictConfig) -> dict:
     from unet_transfer.freeze import FreezeSchedule
     from unet_transfer.module import SegmentationModule
 
+    quiet_lightning()
     if cfg.pretrained:
         ensure_pretrained(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

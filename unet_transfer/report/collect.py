@@ -1,0 +1,232 @@
+"""Find the finished runs below a folder and load them as plain dicts.
+
+Reads files only, writes none. A run is a folder holding `metrics.json` (written last and
+atomically, so it marks a completed run); `per_image.csv` and `predictions.npz` beside it are
+loaded or located when present. Folders that look like runs (a Hydra `.hydra` folder, a
+`per_image.csv` or a `predictions.npz`) but lack `metrics.json` are counted as unfinished.
+
+Every run dict carries the keys of its metrics.json plus:
+
+- `path` (Path of the run folder), `relpath` (str, relative to the searched folder), `mtime`
+- `direction`: canonical ("contracting"/"expanding" become the two directions)
+- `has_pretrained` (bool), `role` (see ROLES), `key` (the configuration, see `config_key`)
+- `per_image`: list of {"id", "dice", "pixel_error", "adjusted_rand"} or None
+- `predictions`: Path of predictions.npz or None
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unet_transfer.results import METRICS
+from unet_transfer.schedule import canonical_direction
+
+REQUIRED = ("dataset", "direction", "k", "fold", "epochs", *METRICS)
+
+# What a configuration is, in the words of the paper.
+ROLES = {
+    "shallow_to_deep": "shallow to deep",
+    "deep_to_shallow": "deep to shallow",
+    "blocks": "chosen blocks",
+    "all_blocks": "All blocks fine-tuned",
+    "scratch": "Trained from scratch",
+    "pretrained_only": "Pretrained only (no fine-tuning)",
+    "untrained": "Untrained (random weights, no training)",
+}
+DIRECTIONAL = ("shallow_to_deep", "deep_to_shallow")
+REFERENCE = ("all_blocks", "scratch", "pretrained_only", "untrained")
+_SKIP_DIRS = {".hydra", "lightning_logs", "wandb", "__pycache__", "checkpoints"}
+
+
+@dataclass
+class Collection:
+    """What was found below a folder."""
+
+    root: Path
+    runs: list[dict] = field(default_factory=list)
+    unfinished: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # unreadable files, described for the user
+
+
+def role_of(direction: str, has_pretrained: bool, epochs: int) -> str:
+    if epochs == 0:
+        return "pretrained_only" if has_pretrained else "untrained"
+    if direction == "none":
+        return "all_blocks" if has_pretrained else "scratch"
+    return direction if direction in DIRECTIONAL else "blocks"
+
+
+def config_key(run: dict) -> tuple:
+    """(dataset, role, k, blocks, has_pretrained, epochs): runs that differ only in fold and seed.
+
+    Without training (epochs 0) the freeze setting changes nothing, so all such runs of one
+    dataset are one configuration; an explicit block list is part of its configuration.
+    """
+    role = run["role"]
+    if role in ("pretrained_only", "untrained"):
+        return (run["dataset"], role, 0, None, run["has_pretrained"], 0)
+    blocks = tuple(run.get("trainable_blocks") or ()) if role == "blocks" else None
+    return (run["dataset"], role, int(run["k"]), blocks, run["has_pretrained"], int(run["epochs"]))
+
+
+def read_per_image(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    out = []
+    for row in rows:
+        item = {"id": str(row["id"])}
+        for metric in METRICS:
+            value = row.get(metric)
+            item[metric] = float(value) if value not in (None, "") else math.nan
+        out.append(item)
+    return out
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def load_run(folder: Path, root: Path) -> tuple[dict | None, list[str]]:
+    """The run in `folder` as a dict, or None and the reasons it could not be read."""
+    metrics_path = folder / "metrics.json"
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except (OSError, ValueError) as error:
+        return None, [f"{metrics_path}: unreadable ({error}); run ignored"]
+    if not isinstance(metrics, dict):
+        return None, [f"{metrics_path}: not a JSON object; run ignored"]
+    missing = [key for key in REQUIRED if key not in metrics]
+    if missing:
+        return None, [f"{metrics_path}: missing key(s) {missing}; run ignored"]
+    bad = [key for key in (*METRICS, "k", "fold", "epochs") if not _is_number(metrics[key])]
+    if bad:
+        return None, [
+            f"{metrics_path}: {bad} not numbers ({[metrics[b] for b in bad]}); run ignored"
+        ]
+    problems: list[str] = []
+    run = dict(metrics)
+    run["direction"] = canonical_direction(str(metrics["direction"]))
+    run["has_pretrained"] = bool(metrics.get("pretrained"))
+    run["seed"] = metrics.get("seed", 0)
+    run["epochs"] = int(metrics["epochs"])
+    run["k"] = int(metrics["k"])
+    run["fold"] = int(metrics["fold"])
+    run["role"] = role_of(run["direction"], run["has_pretrained"], run["epochs"])
+    run["key"] = config_key(run)
+    run["path"] = folder
+    run["relpath"] = "." if folder == root else str(folder.relative_to(root))
+    run["mtime"] = metrics_path.stat().st_mtime
+    run["per_image"] = None
+    per_image = folder / "per_image.csv"
+    if per_image.exists():
+        try:
+            run["per_image"] = read_per_image(per_image)
+        except (OSError, ValueError, KeyError, csv.Error) as error:
+            problems.append(
+                f"{per_image}: unreadable ({error}); per-image statistics skip this run"
+            )
+    predictions = folder / "predictions.npz"
+    run["predictions"] = predictions if predictions.exists() else None
+    return run, problems
+
+
+def looks_like_run(folder: Path, names: set[str]) -> bool:
+    return bool(names & {".hydra", "per_image.csv", "predictions.npz"})
+
+
+def find_runs(root: Path | str) -> Collection:
+    """Every run below `root` (root included), in a deterministic order (by relative path)."""
+    root = Path(root)
+    found = Collection(root=root)
+    for current, dirs, files in os.walk(root):
+        folder = Path(current)
+        names = set(dirs) | set(files)
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
+        if "metrics.json" in files:
+            run, problems = load_run(folder, root)
+            found.problems.extend(problems)
+            if run is not None:
+                found.runs.append(run)
+        elif looks_like_run(folder, names):
+            found.unfinished.append(folder)
+    found.runs.sort(key=lambda r: r["relpath"])
+    found.unfinished.sort()
+    return found
+
+
+def deduplicate(runs: list[dict]) -> tuple[list[dict], list[str]]:
+    """One run per (configuration, seed, fold): the newest; the others are named in a warning."""
+    chosen: dict[tuple, dict] = {}
+    dropped: dict[tuple, list[dict]] = {}
+    for run in sorted(runs, key=lambda r: (r["mtime"], r["relpath"])):
+        slot = (run["key"], run["seed"], run["fold"])
+        if slot in chosen:
+            dropped.setdefault(slot, []).append(chosen[slot])
+        chosen[slot] = run
+    warnings = []
+    for slot, older in sorted(dropped.items(), key=lambda item: str(item[0])):
+        names = ", ".join(r["relpath"] for r in older)
+        warnings.append(
+            f"{len(older) + 1} runs of {describe_key(slot[0])}, seed {slot[1]}, "
+            f"fold {slot[2]}: using the newest ({chosen[slot]['relpath']}), ignoring {names}"
+        )
+    kept = sorted(chosen.values(), key=lambda r: r["relpath"])
+    return kept, warnings
+
+
+def block_range(blocks) -> str:
+    """(1, 2, 3, 5) -> '1–3, 5'."""
+    blocks = sorted(int(b) for b in blocks or ())
+    if not blocks:
+        return "–"
+    parts, start, prev = [], blocks[0], blocks[0]
+    for b in [*blocks[1:], None]:
+        if b is not None and b == prev + 1:
+            prev = b
+            continue
+        parts.append(str(start) if start == prev else f"{start}–{prev}")
+        if b is not None:
+            start = prev = b
+    return ", ".join(parts)
+
+
+def n_blocks_of(runs: list[dict], dataset: str) -> int:
+    """Blocks of the model a dataset's runs used, read from the runs (9 when they cannot tell)."""
+    exact, at_least = [], [9]
+    for run in runs:
+        if run["dataset"] != dataset:
+            continue
+        if run["direction"] in ("deep_to_shallow", "none") and run.get("trainable_blocks"):
+            exact.append(max(run["trainable_blocks"]))  # these always include the deepest block
+        at_least.append(run["k"])
+    return max(exact) if exact else max(at_least)
+
+
+def path_role(direction: str, k: int, n_blocks: int) -> str | None:
+    """'contracting' / 'expanding' when (direction, k) is that path of a model with n_blocks."""
+    levels = (n_blocks - 1) // 2
+    if direction == "shallow_to_deep" and k == levels + 1:
+        return "contracting"
+    if direction == "deep_to_shallow" and k == levels:
+        return "expanding"
+    return None
+
+
+def describe_key(key: tuple) -> str:
+    """A configuration in words, e.g. 'busi, shallow to deep k=3 (pretrained, 20 epochs)'."""
+    dataset, role, k, blocks, has_pretrained, epochs = key
+    if role in DIRECTIONAL:
+        what = f"{ROLES[role]} k={k}"
+    elif role == "blocks":
+        what = f"blocks {block_range(blocks)}"
+    else:
+        what = ROLES[role].lower() if role != "pretrained_only" else "pretrained only"
+    start = "pretrained" if has_pretrained else "from scratch"
+    if role in ("scratch", "all_blocks", "pretrained_only", "untrained"):
+        return f"{dataset}, {what}" + (f" ({epochs} epochs)" if epochs else "")
+    return f"{dataset}, {what} ({start}, {epochs} epochs)"
