@@ -13,7 +13,7 @@ from pathlib import Path
 from unet_transfer.data.arrays import SegmentationSet
 from unet_transfer.data.cache import cached_set
 
-SIMULATOR_VERSION = 1  # bump when a simulator's output changes, so caches are rebuilt
+SIMULATOR_VERSION = 2  # bump when a simulator's output changes, so caches are rebuilt
 
 
 class SimulatedSource:

@@ -30,6 +30,7 @@ from unet_transfer.simulate._common import (
     power_law_field,
     resample,
     smoothstep_edge,
+    tabulate,
 )
 
 SCENE_GRID = 256
@@ -100,7 +101,7 @@ def scene(rng: np.random.Generator, *, min_area: float, max_area: float, min_con
     """One scene on the SCENE_GRID: (image float in [0, 1] before noise, object soft mask)."""
     n = SCENE_GRID
     shape = (n, n)
-    yy, xx = (np.mgrid[0:n, 0:n] + 0.5) / n
+    yy, xx = ((np.mgrid[0:n, 0:n] + 0.5) / n).astype(np.float32)
 
     # Background.
     level = rng.uniform(0.25, 0.75)
@@ -112,33 +113,39 @@ def scene(rng: np.random.Generator, *, min_area: float, max_area: float, min_con
         image += rng.uniform(-0.2, 0.2) * smoothstep_edge(height - yy, 0.01)
 
     def place(area: float, central: bool = True):
-        radius_fn = _shape(rng)
+        """A random shape: the box it lies in and the signed distance (scene pixels) there."""
+        radius_fn = tabulate(_shape(rng), 1024)
         r0 = math.sqrt(area / math.pi)
         if central:  # salient objects sit near the middle and inside the frame
             cx = float(np.clip(rng.normal(0.5, 0.12), r0 * 0.8, 1 - r0 * 0.8))
             cy = float(np.clip(rng.normal(0.5, 0.12), r0 * 0.8, 1 - r0 * 0.8))
         else:
             cx, cy = rng.uniform(-0.1, 1.1), rng.uniform(-0.1, 1.1)
-        r = np.hypot(xx - cx, yy - cy) / r0
-        theta = np.arctan2(yy - cy, xx - cx)
-        outline = radius_fn(theta)
-        return (r - outline) * r0 * n, (cx, cy, r0)  # signed distance in scene pixels, approx.
+        reach = r0 * float(radius_fn(np.linspace(0, 2 * np.pi, 256)).max()) + 12.0 / n
+        box = (
+            slice(min(max(int((cy - reach) * n), 0), n), min(max(int((cy + reach) * n) + 2, 0), n)),
+            slice(min(max(int((cx - reach) * n), 0), n), min(max(int((cx + reach) * n) + 2, 0), n)),
+        )
+        dy, dx = yy[box] - np.float32(cy), xx[box] - np.float32(cx)
+        outline = radius_fn(np.arctan2(dy, dx)).astype(np.float32)
+        return box, (np.hypot(dx, dy) / np.float32(r0) - outline) * np.float32(r0 * n), (cx, cy, r0)
 
     # Background clutter: large shapes, often cut by the frame, and small faint distractors.
     for _ in range(int(rng.integers(0, 3))):
-        dist, _ = place(rng.uniform(0.1, 0.5), central=False)
-        patch = rng.uniform(-0.5, 0.5) * max_contrast + rng.uniform(0.0, 0.08) * _texture(rng, shape)
-        image += patch * smoothstep_edge(dist, rng.uniform(0.5, 3.0))
+        box, dist, _ = place(rng.uniform(0.1, 0.5), central=False)
+        patch = rng.uniform(-0.5, 0.5) * max_contrast + rng.uniform(0.0, 0.08) * _texture(rng, shape)[box]
+        image[box] += patch * smoothstep_edge(dist, rng.uniform(0.5, 3.0))
     for _ in range(int(rng.integers(0, max_distractors + 1))):
-        dist, _ = place(rng.uniform(0.003, 0.02), central=False)
-        image += rng.uniform(-0.6, 0.6) * min_contrast * smoothstep_edge(dist, 0.8)
+        box, dist, _ = place(rng.uniform(0.003, 0.02), central=False)
+        image[box] += rng.uniform(-0.6, 0.6) * min_contrast * smoothstep_edge(dist, 0.8)
     if rng.random() < 0.5:  # background out of focus
         image = _blur(image, rng.uniform(1.0, 4.0))
 
     # The salient object.
     area = math.exp(rng.uniform(math.log(min_area), math.log(max_area)))
-    dist, (cx, cy, r0) = place(area)
-    soft = smoothstep_edge(dist, rng.uniform(0.4, 1.0))
+    box, dist, (cx, cy, r0) = place(area)
+    soft = np.zeros(shape, dtype=np.float32)
+    soft[box] = smoothstep_edge(dist, rng.uniform(0.4, 1.0))
     contrast = rng.uniform(min_contrast, max_contrast) * rng.choice([-1.0, 1.0])
     around = float(np.sum(image * soft) / max(np.sum(soft), 1e-9))
     target = float(np.clip(around + contrast, 0.08, 0.92))

@@ -13,29 +13,36 @@ and micro-calcifications, and it attenuates strongly, so a dark shadow falls beh
 (posterior acoustic shadowing).
 
 The image is formed as a scanner forms it: a field of random scatterers (a complex Gaussian
-value per sample of a grid finer than the resolution cell, which is what many sub-resolution
-scatterers add up to), scaled by the square root of the echogenicity, is attenuated on the
-way down and back (dB/cm/MHz times frequency times the round trip), convolved with the
-point-spread function of the probe (along depth a Gaussian-envelope pulse of a given number of
-cycles at the centre frequency; across, a Gaussian beam of a given width), receiver noise is
-added, time-gain compensation undoes the nominal tissue attenuation, the envelope of the
-complex (baseband) echo is taken, and it is log-compressed to a dynamic range in dB and shown
-as grey. The result has fully developed speckle (Rayleigh envelope statistics) whose grain
-size follows the pulse length along depth and the beam width across. The ``speckle`` setting
-blends the random (diffuse) scattering with a coherent, noise-free component of the same mean
-power: 0 gives the same tissue imaged without speckle (a smooth, blurred echogenicity map), 1
-gives full speckle; anatomy for a given seed is the same at every speckle level. The physical
-field of view is fixed in millimetres, so at a small image size the resolution cell is smaller
-than a pixel; the simulation then runs on a finer grid and the grey image is area-averaged to
-the requested size, as resizing a real scan would do.
+value per sample of a grid at least as fine as the resolution cell, which is what many
+sub-resolution scatterers add up to), scaled by the square root of the echogenicity, is
+attenuated on the way down and back (dB/cm/MHz times frequency times the round trip) and
+convolved with the point-spread function of the probe (along depth a Gaussian-envelope pulse
+of a given number of cycles at the centre frequency; across, a Gaussian beam of a given
+width). Receiver noise is added, time-gain compensation undoes most of the nominal tissue
+attenuation, the envelope of the complex (baseband) echo is taken, a few looks with
+independent speckle are averaged in intensity (spatial compounding, as modern scanners do),
+and the result is log-compressed to a dynamic range in dB and shown as grey. A single look
+has fully developed speckle (Rayleigh envelope statistics) whose grain size follows the pulse
+length along depth and the beam width across. The ``speckle`` setting blends the random
+(diffuse) scattering with a coherent, noise-free component of the same mean power (Rician
+statistics in between): 0 gives the same tissue imaged without speckle (a smooth, blurred
+echogenicity map), 1 gives full speckle; anatomy for a given seed is the same at every
+speckle level and at every image size. The field of view is fixed in millimetres (40 mm by
+default), so PSF sizes in pixels follow the image size: at 256 px a pixel (0.16 mm) is about
+one speckle grain; at smaller sizes the simulation runs on a finer grid and the grey image is
+area-averaged to the requested size, as resizing a real scan would do, so speckle is weaker
+at 64 px (``compounding=1`` keeps more of it).
 
-What it leaves out. No wave propagation: no refraction, reverberation, multiple scattering,
+What it leaves out. No wave propagation: no refraction (the lateral edge shadows of smooth
+lesions are drawn as extra attenuation at their sides), reverberation, multiple scattering,
 side lobes or grating lobes, no nonlinearity or harmonic imaging; the beam does not change
 with depth (no focus); speed of sound is one constant (1540 m/s), so nothing is displaced;
 shadowing and enhancement come only from attenuation along straight vertical lines;
-receiver noise is white; no scan conversion (the probe is linear, the image rectangular),
-no compounding, speckle reduction filters, colour Doppler or elastography; no text, callipers
-or markers burned into the image; a single lesion per image, in 2-D only.
+receiver noise has the speckle's grain (it goes through the same receive filter);
+compounded looks are independent speckle patterns rather than steered views of the same
+scatterers; no scan conversion (the probe is linear, the image rectangular), speckle
+reduction filters, colour Doppler or elastography; no text, callipers or markers burned into
+the image; a single lesion per image, in 2-D only.
 """
 
 from __future__ import annotations
@@ -383,7 +390,21 @@ def simulate_ultrasound(
 
     Labels are "benign" / "malignant" (a ``malignant_fraction`` share on average). Ids are
     ``us_0000``, ... Image ``i`` depends only on ``seed``, ``i``, ``size`` and the settings.
-    See the module docstring for what is modelled.
+    See the module docstring for what is modelled. Settings:
+
+    - ``depth_mm``, ``width_mm``: field of view (depth from the probe, lateral extent).
+    - ``centre_frequency_mhz``, ``pulse_cycles``: the pulse; its echo spans
+      ``pulse_cycles * wavelength / 2`` in depth (FWHM), which sets the axial speckle grain.
+    - ``beam_width_mm``: lateral FWHM of the beam (lateral speckle grain).
+    - ``attenuation_db_cm_mhz``: tissue attenuation; ``tgc_compensation``: the share of it
+      that time-gain compensation undoes (below 1, deep tissue gets darker).
+    - ``dynamic_range_db``, ``gain_db``: log compression; grey 1 at ``-gain_db`` dB re the
+      mean tissue echo, grey 0 ``dynamic_range_db`` below that.
+    - ``noise_db``: receiver noise power re the mean tissue echo, before the gain.
+    - ``speckle``: 0 (no speckle) .. 1 (fully developed speckle).
+    - ``compounding``: looks with independent speckle averaged (1 = plain B-mode).
+    - ``muscle_probability``: share of images showing the pectoralis muscle.
+    - ``lesion_radius_min_mm``, ``lesion_radius_max_mm``: lesion half-width range.
     """
     check_common(n, size)
     check_range("malignant_fraction", malignant_fraction, 0.0, 1.0)

@@ -42,6 +42,7 @@ from unet_transfer.simulate._common import (
     check_common,
     check_positive,
     check_range,
+    gaussian_field,
     ids,
     image_rng,
     resample,
@@ -126,25 +127,24 @@ class _Canvas:
         r, c = self.rows(y_low, y_high), self.cols(x_low, x_high)
         return r, c, self.xs[c][None, :], self.ys[r][:, None]
 
-    def bone_curve(self, x_from: float, x_to: float, curve, radius: float, shell: float, scale: float = 1.0):
-        """A bone tube whose axis is y = curve(x) for x between x_from and x_to."""
-        lo, hi = min(x_from, x_to), max(x_from, x_to)
-        cols = np.nonzero((self.xs >= lo) & (self.xs <= hi))[0]
+    def bone_pair(self, x_inner: float, x_outer: float, curve, radius: float, shell: float, scale: float = 1.0):
+        """Two mirror-image bone tubes, axis y = curve(|x|) for x_inner <= |x| <= x_outer."""
+        ax = np.abs(self.xs)
+        cols = np.nonzero((ax >= x_inner) & (ax <= x_outer))[0]
         if len(cols) < 2:
             return
-        xc = self.xs[cols]
+        xc = ax[cols]
         yc = curve(xc)
-        slope = np.gradient(yc, xc)
+        h = 1e-3
+        slope = (curve(xc + h) - curve(xc - h)) / (2 * h)
         band = self.rows(yc.min() - radius, yc.max() + radius)
         yy = self.ys[band][:, None]
         distance = np.abs(yy - yc[None, :]) / np.sqrt(1.0 + slope**2)[None, :]
         cortex, marrow = _tube(distance, radius, shell)
         # Round the bone ends off over one radius.
-        end = np.minimum(np.abs(xc - lo), np.abs(xc - hi)) / radius
+        end = np.minimum(xc - x_inner, x_outer - xc) / radius
         taper = np.sqrt(np.clip(end, 0.0, 1.0))[None, :]
-        self.p[band, cols[0]:cols[-1] + 1] += scale * taper * (
-            (MU_CORTICAL - MU_SOFT) * cortex + (MU_TRABECULAR - MU_SOFT) * marrow
-        )
+        self.p[band, cols] += scale * taper * ((MU_CORTICAL - MU_SOFT) * cortex + (MU_TRABECULAR - MU_SOFT) * marrow)
 
 
 def _vessel_tree(rng, canvas: _Canvas, vessels: np.ndarray, hilum, angles, length, radius, depth) -> None:
@@ -154,7 +154,7 @@ def _vessel_tree(rng, canvas: _Canvas, vessels: np.ndarray, hilum, angles, lengt
         x0, y0, angle, ln, r, d = stack.pop()
         x1, y1 = x0 + ln * math.cos(angle), y0 + ln * math.sin(angle)
         band, c, px, py = canvas.box(min(x0, x1) - r, max(x0, x1) + r, min(y0, y1) - r, max(y0, y1) + r)
-        if c.stop > c.start and band.stop > band.start and r > 0.2 * canvas.dy:
+        if c.stop > c.start and band.stop > band.start and r > 0.3 * canvas.dy:
             vx, vy = x1 - x0, y1 - y0
             t = np.clip(((px - x0) * vx + (py - y0) * vy) / (vx * vx + vy * vy), 0.0, 1.0)
             dist2 = (px - x0 - t * vx) ** 2 + (py - y0 - t * vy) ** 2
@@ -173,6 +173,17 @@ def _ellipsoid(canvas: _Canvas, cx, cy, a, b, half_depth, tilt=0.0):
     v = -(xx - cx) * math.sin(tilt) + (yy - cy) * math.cos(tilt)
     rho2 = (u / a) ** 2 + (v / b) ** 2
     return r, c, 2.0 * half_depth * np.sqrt(np.clip(1.0 - rho2, 0.0, None)), rho2 < 1.0
+
+
+def _distance_inside(mask: np.ndarray) -> np.ndarray:
+    """Distance (pixels) to the outside of ``mask``; on a grid of at most 128 (it is smooth)."""
+    factor = max(1, mask.shape[0] // 128)
+    while mask.shape[0] % factor or mask.shape[1] % factor:
+        factor -= 1
+    if factor == 1:
+        return ndimage.distance_transform_edt(mask)
+    coarse = block_mean(mask.astype(np.float32), factor, factor) >= 0.5
+    return resample(ndimage.distance_transform_edt(coarse).astype(np.float32), mask.shape) * factor * mask
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -226,7 +237,7 @@ def thorax(rng: np.random.Generator, size: int, field_cm: float) -> tuple[np.nda
         points += rng.normal(0.0, 0.3, points.shape)
         inside = _largest_component(fill_polygon(_closed_curve(points), xs, ys))
         lungs.append(inside)
-        margin = ndimage.distance_transform_edt(inside) * (pixel / scale)
+        margin = _distance_inside(inside) * (pixel / scale)
         y_top, y_base = points[:, 1].min(), points[:, 1].max()
         air_depth = 2.0 * (half_depth - 2.0) * (0.55 + 0.45 * np.clip((yy - y_top) / (y_base - y_top), 0.0, 1.0))
         lung_air += inside * air_depth * (1.0 - np.exp(-margin / rng.uniform(1.5, 2.5)))
@@ -250,9 +261,12 @@ def thorax(rng: np.random.Generator, size: int, field_cm: float) -> tuple[np.nda
     vessels = np.zeros_like(p)
     for side in (-1.0, 1.0):
         hilum = (side * rng.uniform(3.5, 5.0), rng.uniform(14.5, 17.0))
-        spread = np.array([-1.35, -0.8, -0.3, 0.2, 0.65, 1.05, 1.4]) + rng.normal(0, 0.1, 7)
+        spread = np.array([-1.3, -0.6, 0.1, 0.75, 1.35]) + rng.normal(0, 0.12, 5)
         angles = np.where(side > 0, spread, np.pi - spread)
-        _vessel_tree(rng, canvas, vessels, hilum, angles, rng.uniform(3.0, 4.0), rng.uniform(0.45, 0.6), 3)
+        _vessel_tree(rng, canvas, vessels, hilum, angles, rng.uniform(3.5, 4.5), rng.uniform(0.5, 0.7), 2)
+    # Unresolved small vessels and interstitium: a fine random texture of the lung tissue.
+    texture = resample(gaussian_field(rng, (128, 128), (2.0, 2.0)), p.shape)
+    vessels += rng.uniform(0.6, 1.0) * np.exp(-((texture / 0.3) ** 2))  # curvy thin lines
     p += (MU_SOFT - MU_LUNG) * np.minimum(vessels, lung_air)
 
     # Trachea (an air column) and gas in the stomach.
@@ -286,34 +300,32 @@ def thorax(rng: np.random.Generator, size: int, field_cm: float) -> tuple[np.nda
     for k in range(10):
         yk = first + k * spacing
         wall = float(half_width - 1.0 - 2.5 * max(0.0, 2 - k) / 2)
-        for side in (-1.0, 1.0):
-            span = wall - 1.8
+        span = wall - 1.8
 
-            def posterior(x, yk=yk, span=span):
-                s = np.clip(np.abs(x) - 1.8, 0.0, None) / span
-                return yk - rise * np.sin(np.pi * s) + fall * s**3
+        def posterior(x, yk=yk, span=span):
+            s = np.clip(x - 1.8, 0.0, None) / span
+            return yk - rise * np.sin(np.pi * s) + fall * s**3
 
-            canvas.bone_curve(side * 1.8, side * wall, posterior, 0.55, 0.13)
-            y_end = yk + fall + rng.normal(0.0, 0.2)
-            inner = rng.uniform(3.5, 6.0)
-            drop = rng.uniform(3.5, 5.5)
+        canvas.bone_pair(1.8, wall, posterior, 0.55, 0.13)
+        y_end = yk + fall + rng.normal(0.0, 0.2)
+        inner = rng.uniform(3.5, 6.0)
+        drop = rng.uniform(3.5, 5.5)
 
-            def anterior(x, y_end=y_end, inner=inner, drop=drop, wall=wall):
-                s = np.clip((wall - np.abs(x)) / (wall - inner), 0.0, 1.0)
-                return y_end + drop * s**0.8
+        def anterior(x, y_end=y_end, inner=inner, drop=drop, wall=wall):
+            s = np.clip((wall - x) / (wall - inner), 0.0, 1.0)
+            return y_end + drop * s**0.8
 
-            canvas.bone_curve(side * inner, side * (wall - 0.3), anterior, 0.45, 0.1, scale=0.6)
+        canvas.bone_pair(inner, wall - 0.3, anterior, 0.45, 0.1, scale=0.6)
 
     # Clavicles.
-    for side in (-1.0, 1.0):
-        y_inner, y_outer = rng.uniform(6.5, 8.0), rng.uniform(4.0, 6.0)
-        outer = half_width - rng.uniform(0.5, 2.0)
+    y_inner, y_outer = rng.uniform(6.5, 8.0), rng.uniform(4.0, 6.0)
+    outer = half_width - rng.uniform(0.5, 2.0)
 
-        def clavicle(x, y_inner=y_inner, y_outer=y_outer, outer=outer):
-            s = np.clip((np.abs(x) - 1.5) / (outer - 1.5), 0.0, 1.0)
-            return y_inner + (y_outer - y_inner) * s + 0.5 * np.sin(2 * np.pi * s)
+    def clavicle(x):
+        s = np.clip((x - 1.5) / (outer - 1.5), 0.0, 1.0)
+        return y_inner + (y_outer - y_inner) * s + 0.5 * np.sin(2 * np.pi * s)
 
-        canvas.bone_curve(side * 1.5, side * outer, clavicle, 0.8, 0.2, scale=1.5)
+    canvas.bone_pair(1.5, outer, clavicle, 0.8, 0.2, scale=1.5)
     return p, lung_mask
 
 
@@ -360,20 +372,24 @@ def simulate_xray(
     check_range("edge_enhancement", edge_enhancement, 0.0, 10.0)
     pixel_mm = 10.0 * field_cm / size
     quanta = photons_per_mm2 * pixel_mm**2
+    # Detector pixels integrate over their area: small images are drawn finer and summed.
+    q = max(1, math.ceil(128 / size))
+    fine_mm = pixel_mm / q
     images = np.empty((n, size, size), dtype=np.float32)
     masks = np.empty((n, size, size), dtype=bool)
     for i in range(n):
-        line_integral, mask = thorax(image_rng(seed, i, ANATOMY), size, field_cm)
+        line_integral, mask = thorax(image_rng(seed, i, ANATOMY), size * q, field_cm)
         primary = np.exp(-line_integral)
-        scatter = scatter_fraction * _wide_blur(primary, 60.0 / pixel_mm)
-        counts = image_rng(seed, i, NOISE).poisson(quanta * (primary + scatter)).astype(np.float64)
+        scatter = scatter_fraction * _wide_blur(primary, 60.0 / fine_mm)
+        counts = image_rng(seed, i, NOISE).poisson(quanta / q**2 * (primary + scatter)).astype(np.float64)
         if detector_blur_mm > 0:
-            counts = ndimage.gaussian_filter(counts, detector_blur_mm / pixel_mm, mode="nearest")
+            counts = ndimage.gaussian_filter(counts, detector_blur_mm / fine_mm, mode="nearest")
+        counts = block_mean(counts, q, q) * q**2
         measured = -np.log(np.maximum(counts, 0.5) / quanta)
         if edge_enhancement > 0:  # unsharp masking, as radiograph processing does
             measured = measured + edge_enhancement * (measured - _wide_blur(measured, 10.0 / pixel_mm))
         # Display: a film-like (H&D) sigmoid of the log image, relative to the densest parts.
         dense = np.quantile(line_integral, 0.99)
         images[i] = 1.0 / (1.0 + np.exp(-(measured - display_level * dense) / (display_width * dense)))
-        masks[i] = mask
+        masks[i] = block_mean(mask.astype(np.float32), q, q) >= 0.5
     return SegmentationSet.from_float(images, masks, ids("xr", n))
