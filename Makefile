@@ -8,7 +8,7 @@ DIR ?= multirun/$(EXP)
 STAMP := .cache/installed.stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo study report samples run test test-slow smoke-real lint clean
+.PHONY: help install demo study report bench samples run test test-slow smoke-real lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ study: $(STAMP)  ## a whole study: make study EXP=paper_busi [ARGS="trainer.acce
 
 report: $(STAMP)  ## tables, figures and statistics of a study folder: make report DIR=multirun/paper_busi
 	$(PYTHON) -m unet_transfer.report $(DIR)
+
+bench: $(STAMP)  ## speed and memory benchmark on this machine: bench.json and a table (~10 min on 2 cores)
+	$(PYTHON) -m unet_transfer.bench --out bench.json
 
 samples: $(STAMP)  ## samples.png: simulated ultrasound, X-ray and natural images beside the real samples
 	$(PYTHON) -m unet_transfer.simulate --out samples.png

@@ -20,23 +20,26 @@ class SegmentationModule(pl.LightningModule):
         optimizer: a partial optimiser (e.g. Adam lr 1e-4) completed with the trainable
             parameters only, so frozen weights are never in the optimiser.
         channels_last: run convolutions in NHWC layout (faster on CPUs and tensor cores).
+        compile: run the forward pass through torch.compile (state dict and blocks unchanged).
         keep_predictions: also keep the held-out probability maps (for figures).
     """
 
     def __init__(self, model: UNet, optimizer: Callable[..., torch.optim.Optimizer], channels_last: bool = False,
-                 threshold: float = THRESHOLD, keep_predictions: bool = False):
+                 threshold: float = THRESHOLD, keep_predictions: bool = False, compile: bool = False):
         super().__init__()
         self.model, self.optimizer_factory = model, optimizer
         self.channels_last, self.threshold, self.keep_predictions = channels_last, threshold, keep_predictions
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
+        # Not registered as a submodule: the compiled wrapper shares the model's parameters.
+        object.__setattr__(self, "_network", torch.compile(self.model) if compile else self.model)
         self.test_records: list[dict] = []
         self.test_predictions: dict[int, torch.Tensor] = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return self.model(images)
+        return self._network(images)
 
     def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         images, masks, _ = batch

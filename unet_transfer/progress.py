@@ -1,12 +1,13 @@
 """Sweep progress for Hydra multiruns: run i of N, elapsed, estimated time left, each result.
 
-Progress is read from the sweep folder (finished runs are the metrics.json files in it), so it
-stays right when runs execute in other processes (joblib, submitit) or when a killed sweep is
-resumed and its finished runs are skipped.
+Progress is counted in a small state file in the sweep folder, under a file lock, so it stays
+right when runs execute in other processes (joblib, submitit, local or on a cluster with a
+shared file system). Runs skipped on resume count too; they take no time.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
@@ -18,8 +19,14 @@ from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from unet_transfer.config import process_token
+
 log = logging.getLogger("unet_transfer.sweep")
-STATE = ".sweep_progress.json"
+
+
+def state_name() -> str:
+    """One state file per sweep process (its workers inherit the token)."""
+    return f".sweep_progress_{process_token()}.json"
 
 
 def count_jobs(task_overrides: list[str], sweeper_params: dict | None) -> int:
@@ -38,10 +45,6 @@ def count_jobs(task_overrides: list[str], sweeper_params: dict | None) -> int:
     return total
 
 
-def finished_runs(sweep_dir: Path) -> int:
-    return sum(1 for _ in sweep_dir.glob("*/metrics.json"))
-
-
 def duration(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
@@ -52,23 +55,26 @@ class SweepProgress(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         total = count_jobs(config.hydra.overrides.task, config.hydra.sweeper.get("params"))
-        already = finished_runs(sweep_dir)
-        (sweep_dir / STATE).write_text(json.dumps({"total": total, "start": time.time(), "already": already}))
+        already = sum(1 for _ in sweep_dir.glob("*/metrics.json"))
+        (sweep_dir / state_name()).write_text(json.dumps({"total": total, "start": time.time(), "ended": 0}))
         log.info("Sweep of %d runs in %s%s", total, sweep_dir,
-                 f" ({already} already finished, they are skipped)" if already else "")
+                 f" (the folder holds {already} finished runs; runs among them are skipped)" if already else "")
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        try:
-            state = json.loads((sweep_dir / STATE).read_text())
-        except (OSError, ValueError):
+        path = Path(config.hydra.sweep.dir) / state_name()
+        if not path.exists():
             return
-        done = finished_runs(sweep_dir)
-        elapsed = time.time() - state["start"]
-        new = done - state["already"]
-        left = state["total"] - done
-        eta = duration(elapsed / new * left) if new > 0 and left > 0 else ("0m00s" if left <= 0 else "?")
+        with open(path, "r+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            state = json.load(handle)
+            state["ended"] += 1
+            handle.seek(0)
+            handle.truncate()
+            json.dump(state, handle)
+        done, elapsed = state["ended"], time.time() - state["start"]
+        left = max(state["total"] - done, 0)
+        eta = duration(elapsed / done * left)
         result = job_return.return_value if job_return.status == JobStatus.COMPLETED else None
         outcome = f"dice {result:.4f}" if isinstance(result, float) and not math.isnan(result) else "failed"
-        log.info("[%d/%d] %s: %s | elapsed %s, ~%s left", min(done, state["total"]), state["total"],
+        log.info("[%d/%d] %s: %s | elapsed %s, ~%s left", done, state["total"],
                  config.hydra.job.override_dirname or "run", outcome, duration(elapsed), eta)

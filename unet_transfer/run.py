@@ -67,6 +67,10 @@ def run(cfg: DictConfig) -> dict:
     from unet_transfer.module import SegmentationModule
 
     quiet_lightning()
+    if cfg.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
     if cfg.pretrained:
         ensure_pretrained(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -74,7 +78,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.pretrained:
         load_pretrained(model, cfg.pretrained)
     module = SegmentationModule(model, instantiate(cfg.optimizer), channels_last=cfg.fast.channels_last,
-                                keep_predictions=cfg.save_predictions)
+                                keep_predictions=cfg.save_predictions, compile=cfg.fast.compile)
     datamodule = SegmentationDataModule(
         data, held_out, batch_size=cfg.batch_size, augment=OmegaConf.to_container(cfg.augment, resolve=True),
         seed=cfg.seed, offline_cache=cache_folder, **cfg.loader)

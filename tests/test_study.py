@@ -1,0 +1,55 @@
+"""The study as users run it: resumable sweeps and the one-command study with its report."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, SYNTHETIC, TINY
+
+
+def sweep_command(tmp_path, *extra):
+    return [sys.executable, str(ROOT / "train.py"), "-m", "study=resumable", "k=1,2,3", "fold=0,1",
+            "freeze=shallow_to_deep", *TINY, *SYNTHETIC, f"paths.cache_dir={tmp_path / 'cache'}", *extra]
+
+
+def test_a_killed_sweep_restarted_finishes_without_losing_or_repeating_runs(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(sweep_command(tmp_path), cwd=tmp_path, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sweep = tmp_path / "multirun" / "resumable"
+    deadline = time.time() + 240
+    while len(list(sweep.glob("*/metrics.json"))) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # like Ctrl-C twice, or a lost node
+    process.wait()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")}
+    assert 2 <= len(finished) < 6
+    result = subprocess.run(sweep_command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    after = {p.parent.name: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")}
+    assert len(after) == 6
+    assert all(after[name] == mtime for name, mtime in finished.items())  # not run again
+    assert result.stderr.count("Skipping") + result.stdout.count("Skipping") == len(finished)
+    runs = [json.loads((sweep / name / "metrics.json").read_text()) for name in after]
+    assert sorted((m["k"], m["fold"]) for m in runs) == [(k, f) for k in (1, 2, 3) for f in (0, 1)]
+
+
+def test_one_command_runs_a_whole_study_with_pretraining_references_and_report(tmp_path):
+    overrides = [*TINY, *SYNTHETIC, "folds=2", "fold=0,1", "k=1,9", f"paths.cache_dir={tmp_path / 'cache'}",
+                 f"paths.checkpoint_dir={tmp_path / 'ckpt'}", "trainer.limit_train_batches=2",
+                 "study=tiny_demo"]
+    result = subprocess.run([sys.executable, "-m", "unet_transfer.study", "demo", *overrides], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    study = tmp_path / "multirun" / "tiny_demo"
+    assert (tmp_path / "ckpt" / "demo_natural_w4_32.pt").exists()  # pretrained on demand
+    runs = [json.loads(p.read_text()) for p in study.glob("*/metrics.json")]
+    # 2 directions x k in {1, 9} x 2 folds, plus from-scratch and pretrained-only references
+    assert len(runs) == 12
+    assert sum(r["pretrained"] is None for r in runs) == 2 and sum(r["epochs"] == 0 for r in runs) == 2
+    assert sum("same_as" in r for r in runs) == 2  # deep_to_shallow k=9 is shallow_to_deep k=9
+    for name in ("summary.md", "summary.csv", "dice_vs_blocks.png", "stats.md", "examples.png"):
+        assert (study / name).stat().st_size > 0, name
