@@ -23,9 +23,13 @@ from unet_transfer.pretrain import TRAIN_PY
 
 def study_plan(experiment: str, overrides: list[str]) -> tuple[str, list[list[str]]]:
     """The study folder and the override lists of its sweeps (main grid first)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     register_resolvers()
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    single = [line for line, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"experiment={experiment}", *overrides])
+        cfg = compose(config_name="config", overrides=[f"experiment={experiment}", *single])
     base = [f"experiment={experiment}", *overrides]
     return str(cfg.study), [base] + [merge_overrides(base, [str(line) for line in extra]) for extra in cfg.study_sweeps]
 
