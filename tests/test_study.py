@@ -45,7 +45,7 @@ def test_one_command_runs_a_whole_study_with_pretraining_references_and_report(t
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     study = tmp_path / "multirun" / "tiny_demo"
-    assert (tmp_path / "ckpt" / "demo_natural_w4_32.pt").exists()  # pretrained on demand
+    assert (tmp_path / "ckpt" / "demo_synthetic_natural_w4_32.pt").exists()  # pretrained on demand
     runs = [json.loads(p.read_text()) for p in study.glob("*/metrics.json")]
     # 2 directions x k in {4, 5, 9} on fold 0, plus the from-scratch and pretrained-only references
     assert len(runs) == 8
@@ -53,3 +53,24 @@ def test_one_command_runs_a_whole_study_with_pretraining_references_and_report(t
     assert sum("same_as" in r for r in runs) == 1  # deep_to_shallow k=9 is shallow_to_deep k=9
     for name in ("summary.md", "summary.csv", "dice_vs_blocks.png", "stats.md", "examples.png"):
         assert (study / name).stat().st_size > 0, name
+
+
+def test_the_report_is_logged_to_a_wandb_summary_run(tmp_path, monkeypatch):
+    from unet_transfer.study import log_report_to_wandb
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    study = tmp_path / "multirun" / "s"
+    study.mkdir(parents=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.plot([1, 2], [0.7, 0.8])
+    plt.savefig(study / "dice_vs_blocks.png")
+    (study / "summary.md").write_text("| k | dice |\n")
+    log_report_to_wandb("s", {"dice_vs_blocks.png": study / "dice_vs_blocks.png", "summary.md": study / "summary.md"})
+    runs = list((study / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    assert list(runs[0].rglob("*.png"))  # the figure travels with the run

@@ -119,6 +119,7 @@ def summarise(cfg, source, source_cache, trainable, per_image, trainer, n_train:
 
     return {
         "dataset": source.name,
+        "dataset_settings": dict(getattr(source, "settings", {})),
         "direction": canonical_direction(cfg.freeze.direction),
         "freeze": cfg.freeze.direction,
         "k": len(trainable),

@@ -63,7 +63,24 @@ def main(argv: list[str] | None = None) -> int:
         written = write_report(Path("multirun") / study)
         for name, path in written.items():
             print(f"   {name}: {path}")
+        if "logger=wandb" in args.overrides:
+            log_report_to_wandb(study, written, offline="logger.offline=false" not in args.overrides)
     return 0
+
+
+def log_report_to_wandb(study: str, written: dict[str, Path], offline: bool = True) -> None:
+    """The report's figures and tables as one summary run beside the study's runs."""
+    import wandb
+
+    run = wandb.init(project="unet-transfer", name=f"{study}-report", job_type="report", group="report",
+                     dir=str(Path("multirun") / study), mode="offline" if offline else "online")
+    for name, path in written.items():
+        if path.suffix == ".png":
+            run.log({name.removesuffix(".png"): wandb.Image(str(path))})
+        elif path.suffix == ".md":
+            run.log({name.removesuffix(".md"): wandb.Html(f"<pre>{path.read_text()}</pre>")})
+    run.finish()
+    print(f"   W&B summary run: {run.dir}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 - examples.png (Fig. 3), when runs kept predictions.npz and the dataset cache exists
 - stats.md: paired Wilcoxon comparisons over folds and over held-out images
 - epoch_check.md, when a configuration was run with two epoch counts
+- <setting>_gap.md/.png, when a dataset setting was swept (e.g. speckle): the direction gap
 
 Command line: `python -m unet_transfer.report DIR [--folds 5] [--out OUTDIR]`.
 """
@@ -105,6 +106,9 @@ def write_report(
     if epoch_text:
         paths["epoch_check.md"] = out / "epoch_check.md"
         atomic_write_text(paths["epoch_check.md"], epoch_text)
+    from unet_transfer.report.ablation import write_setting_gaps
+
+    paths.update(write_setting_gaps(runs, out))
     source = str(run_dir)
     text = summary_markdown(
         rows, warnings, notes, source, len(found.runs), len(found.unfinished), figure_names
@@ -121,4 +125,4 @@ def write_report(
         *(f"{m}_vs_blocks.png" for m in METRICS),
         "examples.png",
     ]
-    return {name: paths[name] for name in order if name in paths}
+    return {name: paths[name] for name in [*order, *sorted(set(paths) - set(order))] if name in paths}
