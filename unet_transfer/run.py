@@ -41,6 +41,9 @@ def quiet_lightning() -> None:
     """Drop Lightning's advertising and warnings about its own internals: noise in every run."""
     import warnings
 
+    if getattr(quiet_lightning, "done", False):  # once per process, not once per sweep job
+        return
+    quiet_lightning.done = True
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "Tip:" not in record.getMessage())
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -96,7 +99,8 @@ def run(cfg: DictConfig) -> dict:
     trainer.test(module, datamodule, verbose=False)
 
     per_image = [{"id": data.ids[r["row"]], **{k: v for k, v in r.items() if k != "row"}} for r in module.test_records]
-    metrics = summarise(cfg, source, cache_folder, trainable, per_image, trainer, len(datamodule.train_rows), time.perf_counter() - start)
+    metrics = summarise(cfg, source, cache_folder, key, trainable, per_image, trainer, len(datamodule.train_rows),
+                        time.perf_counter() - start)
     if cfg.save_weights:
         save_weights(model, cfg.save_weights, OmegaConf.to_container(cfg.model, resolve=True),
                      {"dataset": source.name, "epochs": metrics["epochs"], "seed": cfg.seed})
@@ -111,7 +115,7 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
-def summarise(cfg, source, source_cache, trainable, per_image, trainer, n_train: int, duration: float) -> dict:
+def summarise(cfg, source, source_cache, key: str, trainable, per_image, trainer, n_train: int, duration: float) -> dict:
     import statistics
 
     def mean(key):
@@ -141,7 +145,7 @@ def summarise(cfg, source, source_cache, trainable, per_image, trainer, n_train:
         "augment": cfg.augment.mode,
         "precision": str(cfg.trainer.get("precision", "32-true")),
         "cache": str(source_cache),
-        "run_key": run_key(cfg, source_cache, trainable),
+        "run_key": key,
         "duration_s": round(duration, 3),
     }
 
