@@ -80,6 +80,7 @@ def log_report_to_wandb(study: str, written: dict[str, Path], offline: bool = Tr
         elif path.suffix == ".md":
             run.log({name.removesuffix(".md"): wandb.Html(f"<pre>{path.read_text()}</pre>")})
     run.finish()
+    wandb.teardown()  # leave no W&B service state behind for later runs in this process
     print(f"   W&B summary run: {run.dir}")
 
 
