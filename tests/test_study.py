@@ -40,7 +40,8 @@ def test_a_killed_sweep_restarted_finishes_without_losing_or_repeating_runs(tmp_
 def test_one_command_runs_a_whole_study_with_pretraining_references_and_report(tmp_path):
     overrides = [*TINY, *SYNTHETIC, "folds=2", "fold=0", "k=4,5,9", f"paths.cache_dir={tmp_path / 'cache'}",
                  f"paths.checkpoint_dir={tmp_path / 'ckpt'}", "trainer.limit_train_batches=2",
-                 "study=tiny_demo"]
+                 "study=tiny_demo", "pretrain_overrides=['dataset=synthetic_natural','dataset.n_images=20',"
+                 "'trainer.max_epochs=1','trainer.limit_train_batches=2']"]
     result = subprocess.run([sys.executable, "-m", "unet_transfer.study", "demo", *overrides], cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
