@@ -283,6 +283,32 @@ def read_busi(
 
 
 # ----------------------------------------------------------------------------------------------
+# Layouts of one image folder and one mask folder with the same file names
+
+
+def _read_image_and_mask_dirs(
+    name: str,
+    layout: str,
+    root: str | os.PathLike,
+    image_dir: str,
+    mask_dir: str,
+    on_missing_mask: str,
+    container: str | None = None,
+) -> list[RawSample]:
+    """`<root>/<image_dir>/x.*` with the mask `<root>/<mask_dir>/x.*` (UDIAT, ECSSD, XPIE).
+
+    `container`: a folder name the distribution wraps the data in, accepted below `root`.
+    """
+    base = _require_root(name, root, layout)
+    if container and not (base / image_dir).is_dir() and (base / container).is_dir():
+        base = base / container
+    images = _require_subdir(name, base, image_dir, "image_dir", layout)
+    masks = _require_subdir(name, base, mask_dir, "mask_dir", layout)
+    samples = _pair_dirs(name, images, [masks], on_missing_mask=on_missing_mask)
+    return _finish(name, samples, images, layout)
+
+
+# ----------------------------------------------------------------------------------------------
 # UDIAT (Dataset B)
 
 _UDIAT_LAYOUT = "'<root>/original/000001.png' with the mask '<root>/GT/000001.png'"
@@ -298,11 +324,7 @@ def read_udiat(
 
     `<root>/<image_dir>/000001.png` with the mask of the same name in `<root>/<mask_dir>/`.
     """
-    base = _require_root("udiat", root, _UDIAT_LAYOUT)
-    images = _require_subdir("udiat", base, image_dir, "image_dir", _UDIAT_LAYOUT)
-    masks = _require_subdir("udiat", base, mask_dir, "mask_dir", _UDIAT_LAYOUT)
-    samples = _pair_dirs("udiat", images, [masks], on_missing_mask=on_missing_mask)
-    return _finish("udiat", samples, images, _UDIAT_LAYOUT)
+    return _read_image_and_mask_dirs("udiat", _UDIAT_LAYOUT, root, image_dir, mask_dir, on_missing_mask)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,11 +373,7 @@ def read_ecssd(
     on_missing_mask: str = "error",
 ) -> list[RawSample]:
     """ECSSD salient objects (Yan et al. 2013): `images/NNNN.jpg` + `ground_truth_mask/NNNN.png`."""
-    base = _require_root("ecssd", root, _ECSSD_LAYOUT)
-    images = _require_subdir("ecssd", base, image_dir, "image_dir", _ECSSD_LAYOUT)
-    masks = _require_subdir("ecssd", base, mask_dir, "mask_dir", _ECSSD_LAYOUT)
-    samples = _pair_dirs("ecssd", images, [masks], on_missing_mask=on_missing_mask)
-    return _finish("ecssd", samples, images, _ECSSD_LAYOUT)
+    return _read_image_and_mask_dirs("ecssd", _ECSSD_LAYOUT, root, image_dir, mask_dir, on_missing_mask)
 
 
 XPIE_FOLDER = "XPIE"
@@ -375,13 +393,9 @@ def read_xpie(
     so both folder names are settings (dataset.image_dir, dataset.mask_dir). `root` may also
     be the folder that contains an `XPIE` folder.
     """
-    base = _require_root("xpie", root, _XPIE_LAYOUT)
-    if not (base / image_dir).is_dir() and (base / XPIE_FOLDER).is_dir():
-        base = base / XPIE_FOLDER
-    images = _require_subdir("xpie", base, image_dir, "image_dir", _XPIE_LAYOUT)
-    masks = _require_subdir("xpie", base, mask_dir, "mask_dir", _XPIE_LAYOUT)
-    samples = _pair_dirs("xpie", images, [masks], on_missing_mask=on_missing_mask)
-    return _finish("xpie", samples, images, _XPIE_LAYOUT)
+    return _read_image_and_mask_dirs(
+        "xpie", _XPIE_LAYOUT, root, image_dir, mask_dir, on_missing_mask, container=XPIE_FOLDER
+    )
 
 
 # ----------------------------------------------------------------------------------------------
