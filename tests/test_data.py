@@ -145,3 +145,24 @@ def test_empty_and_duplicate_sets_are_refused():
         SegmentationSet(np.zeros((0, 4, 4), np.uint8), np.zeros((0, 4, 4), bool), ())
     with pytest.raises(DatasetError, match=r"Duplicate sample ids \['a'\]"):
         SegmentationSet(np.zeros((2, 4, 4), np.uint8), np.zeros((2, 4, 4), bool), ("a", "a"))
+
+
+def test_loader_workers_draw_different_augmentations_each_epoch_and_reproducibly():
+    # Every image the same: any two equal augmented images mean two equal draws.
+    base = toy_set(n=16, size=24)
+    data = SegmentationSet(np.repeat(base.images[:1], 16, axis=0), np.repeat(base.masks[:1], 16, axis=0), base.ids)
+    held_out = kfold(data.ids, 4, 0)[0]
+
+    def epochs(seed):
+        dm = SegmentationDataModule(data, held_out, batch_size=2, augment={"mode": "online", "rotate": 30, "shift": 0.2},
+                                    seed=seed, num_workers=2)
+        loader = dm.train_dataloader()
+        return [torch.cat([images for images, _, _ in loader]) for _ in range(2)]
+
+    first, second = epochs(0)
+    both = torch.cat([first, second]).flatten(1)
+    # Two workers x two epochs: no draw repeats (unseeded worker copies would repeat each other's).
+    assert len({tuple(row.tolist()) for row in both}) == len(both)
+    again_first, again_second = epochs(0)
+    assert torch.equal(first, again_first) and torch.equal(second, again_second)
+    assert not torch.equal(first, epochs(1)[0])

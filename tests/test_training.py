@@ -143,3 +143,19 @@ def test_equivalent_settings_in_one_sweep_train_once(make_cfg):
     assert (twin["dice"], twin["trainable_blocks"]) == (first["dice"], first["trainable_blocks"])
     different = run(make_cfg("freeze=deep_to_shallow", "k=8", name="sweep/c"))
     assert "same_as" not in different
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_the_loggers_get_each_epochs_mean_loss_and_the_step_loss_every_n_steps(make_cfg, every):
+    # 20 images, 5 folds: 16 training images = 4 steps of 4 per epoch, 8 steps in 2 epochs.
+    cfg = make_cfg("logger=csv", "trainer.max_epochs=2", f"trainer.log_every_n_steps={every}")
+    run(cfg)
+    with open(Path(cfg.output_dir) / "logs" / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    steps = [(int(r["step"]), float(r["train/loss_step"])) for r in rows if r.get("train/loss_step")]
+    epochs = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
+    assert [s for s, _ in steps] == [s for s in range(8) if (s + 1) % every == 0]
+    assert len(epochs) == 2
+    if every == 1:  # equal batches: the epoch value is the mean of its step losses
+        for epoch, mean in enumerate(epochs):
+            assert mean == pytest.approx(sum(v for _, v in steps[4 * epoch: 4 * epoch + 4]) / 4, rel=1e-5)

@@ -7,8 +7,9 @@ bench.json plus a readable table on stdout:
 
 - training throughput of the real path (Lightning Trainer + SegmentationModule +
   SegmentationDataModule reading the cache, default fast settings) against a bare fp32 NCHW
-  PyTorch loop (speedup) and against a bare loop with the same precision and layout
-  (framework overhead), at the paper's size and at the demo's size;
+  PyTorch loop with torch's default Adam (speedup), against a bare loop with the same precision,
+  layout and optimiser fed by the same DataLoader (framework overhead), and against that loop on
+  one fixed in-memory batch (what loading adds), at the paper's size and at the demo's size;
 - step/epoch time, FLOPs and memory when only the deepest or only the shallowest block trains,
   against all blocks (the freezing of the real path: FreezeSchedule -> UNet.set_frozen_blocks);
 - data loading throughput (the real train_dataloader, on-line augmentation);
@@ -191,10 +192,12 @@ def saved_tensor_bytes(parameters):
 # --- the measured variants ------------------------------------------------------------------
 
 class BareLoop:
-    """A plain PyTorch training loop over one fixed batch: Adam, BCE on logits, no framework."""
+    """A plain PyTorch training loop over one fixed batch: Adam, BCE on logits, no framework.
+    `optimizer` completes the parameters (the real path's optimiser config for the same-settings
+    loops); without it, torch's default Adam (the plain baseline)."""
 
     def __init__(self, model, device, *, lr: float, channels_last: bool, precision: str,
-                 trainable=None, compile: bool = False):
+                 trainable=None, compile: bool = False, optimizer=None, loader=None):
         import torch
 
         from unet_transfer.freeze import FreezeSchedule
@@ -204,8 +207,10 @@ class BareLoop:
         self.model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         self.model.train()
         self.network = torch.compile(self.model) if compile else self.model
-        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=lr)
+        factory = optimizer or (lambda params: torch.optim.Adam(params, lr=lr))
+        self.optimizer = factory([p for p in self.model.parameters() if p.requires_grad])
         self.device, self.channels_last, self.dtype = device, channels_last, autocast_dtype(precision)
+        self.loader = loader  # a DataLoader factory: time steps on its batches, not on the fixed one
         self.times: list[float] = []
         self.saved_bytes: int | None = None
         self.cuda_peak_bytes: int | None = None
@@ -243,6 +248,8 @@ class BareLoop:
     def timed(self, images, masks, steps: int) -> None:
         import torch
 
+        if self.loader is not None:
+            return self.timed_from_loader(steps)
         images, masks = self.inputs(images, masks)
         cuda = self.device.type == "cuda"
         synchronize(self.device)
@@ -255,6 +262,21 @@ class BareLoop:
             if cuda:
                 peak = torch.cuda.max_memory_allocated(self.device) - before
                 self.cuda_peak_bytes = max(self.cuda_peak_bytes or 0, peak)
+        synchronize(self.device)
+        self.times.append((time.perf_counter() - start) / steps)
+
+    def timed_from_loader(self, steps: int) -> None:
+        """Like an epoch of the real path: a fresh iterator over the real DataLoader, each batch
+        moved to the device and laid out as the real path does, then one step."""
+        synchronize(self.device)
+        start, done = time.perf_counter(), 0
+        while done < steps:
+            for images, masks, _ in self.loader():
+                images = images.to(self.device, non_blocking=True)
+                self.step(*self.inputs(images, masks.to(self.device, non_blocking=True)))
+                done += 1
+                if done == steps:
+                    break
         synchronize(self.device)
         self.times.append((time.perf_counter() - start) / steps)
 
@@ -352,8 +374,11 @@ def measure_size(label: str, size: Size, plan: Plan, common: list[str], work: Pa
                                            precision="32-true")}
     for name, (direction, k) in FREEZE_VARIANTS.items():
         variants[name] = BareLoop(copy.deepcopy(template), device, lr=lr, channels_last=cfg.fast.channels_last,
-                                  precision=precision, compile=cfg.fast.compile,
+                                  precision=precision, compile=cfg.fast.compile, optimizer=instantiate(cfg.optimizer),
                                   trainable=trainable_of(direction, k, template.n_blocks))
+    variants["bare_same_loader"] = BareLoop(
+        copy.deepcopy(template), device, lr=lr, channels_last=cfg.fast.channels_last, precision=precision,
+        compile=cfg.fast.compile, optimizer=instantiate(cfg.optimizer), loader=datamodule.train_dataloader)
     loader = LoaderPass(datamodule, minimum=max(64, 4 * size.batch_size))
     rounds = rounds_callback(variants, loader, (images, masks), plan, device)
     trainer = instantiate(cfg.trainer, callbacks=[FreezeSchedule(**freeze_settings(cfg)), rounds], logger=False,
@@ -379,10 +404,15 @@ def measure_size(label: str, size: Size, plan: Plan, common: list[str], work: Pa
     throughput = {
         "size": asdict(size), "plan": plan_done, "precision": precision,
         "channels_last": bool(cfg.fast.channels_last), "compile": bool(cfg.fast.compile),
-        "images_per_s": {"real": rate["real"], "bare_fp32_nchw": rate["bare_fp32_nchw"], "bare_same": rate["none"]},
-        "step_s": {"real": median(steps_real), "bare_fp32_nchw": step["bare_fp32_nchw"], "bare_same": step["none"]},
+        "images_per_s": {"real": rate["real"], "bare_fp32_nchw": rate["bare_fp32_nchw"], "bare_same": rate["none"],
+                         "bare_same_loader": rate["bare_same_loader"]},
+        "step_s": {"real": median(steps_real), "bare_fp32_nchw": step["bare_fp32_nchw"], "bare_same": step["none"],
+                   "bare_same_loader": step["bare_same_loader"]},
         "speedup": rate["real"] / rate["bare_fp32_nchw"],
-        "overhead": rate["none"] / rate["real"] - 1.0,
+        # Lightning + the module over the same loop fed by the same DataLoader (the target), and
+        # over the same loop on one fixed in-memory batch (what data loading adds on top).
+        "overhead": rate["bare_same_loader"] / rate["real"] - 1.0,
+        "overhead_vs_fixed_batch": rate["none"] / rate["real"] - 1.0,
         "flops_per_step": flops["none"], "forward_flops_per_step": forward_flops,
         "achieved_flops_per_s": achieved,
         "bf16_peak_flops_per_s": peak,
@@ -635,15 +665,17 @@ def table(results: dict) -> str:
         lines += [f"Other work was running (load {load[0]:.1f} on {device['cpu_count']} cores): absolute timings "
                   "are pessimistic; ratios come from alternating rounds.", ""]
     lines += ["## Training throughput (images/s; medians of alternating rounds)", "",
-              "| size | real path | bare fp32 NCHW | bare, same precision+layout | speedup vs fp32 | "
-              "framework overhead | achieved FLOP/s | of bf16 peak |", "|---|---|---|---|---|---|---|---|"]
+              "| size | real path | bare fp32 NCHW | bare, same settings, real DataLoader | bare, same settings, "
+              "fixed batch | speedup vs fp32 | framework overhead (vs same loop, same loader) | overhead vs fixed batch "
+              "| achieved FLOP/s | of bf16 peak |", "|---|---|---|---|---|---|---|---|---|---|"]
     for label, t in results["throughput"].items():
         s, r = t["size"], t["images_per_s"]
         peak = "-" if t["fraction_of_bf16_peak"] is None else f"{100 * t['fraction_of_bf16_peak']:.1f}%"
         lines.append(f"| {label} (w{s['width']}, {s['image_size']}px, batch {s['batch_size']}) | {r['real']:.2f} | "
-                     f"{r['bare_fp32_nchw']:.2f} | {r['bare_same']:.2f} | {t['speedup']:.2f}x "
-                     f"({check(t['speedup'], TARGETS['speedup'], True)}) | {100 * t['overhead']:+.1f}% "
-                     f"({check(t['overhead'], TARGETS['overhead'], False)}) | "
+                     f"{r['bare_fp32_nchw']:.2f} | {r['bare_same_loader']:.2f} | {r['bare_same']:.2f} | "
+                     f"{t['speedup']:.2f}x ({check(t['speedup'], TARGETS['speedup'], True)}) | "
+                     f"{100 * t['overhead']:+.1f}% ({check(t['overhead'], TARGETS['overhead'], False)}) | "
+                     f"{100 * t['overhead_vs_fixed_batch']:+.1f}% | "
                      f"{fmt_flops(t['achieved_flops_per_s']['real'])} | {peak} |")
     lines += ["", "## Freezing: step/epoch time and memory vs all blocks trained", "",
               "| size | setting | trained blocks | step s | epoch s | time ratio | FLOP ratio | "

@@ -52,7 +52,24 @@ def fast_precision() -> str:
     return "bf16-mixed" if native_bf16() else "32-true"
 
 
+def gpu_present() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def loader_workers() -> int:
+    """DataLoader workers for `loader.num_workers=auto`: none on a CPU, where the data sit in
+    memory and a worker would take a core from the convolutions; on a GPU, up to 4 processes
+    that augment the next batches while the device trains (never all the cores)."""
+    if not gpu_present():
+        return 0
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("token", process_token, replace=True)
     OmegaConf.register_new_resolver("fast_precision", fast_precision, replace=True)
     OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)
+    OmegaConf.register_new_resolver("gpu_present", gpu_present, replace=True)
+    OmegaConf.register_new_resolver("loader_workers", loader_workers, replace=True)

@@ -46,10 +46,23 @@ class SegmentationModule(pl.LightningModule):
         logits = self(images)
         return F.binary_cross_entropy_with_logits(logits.float(), masks), logits
 
+    def on_train_epoch_start(self) -> None:
+        self._loss_sum, self._loss_images = torch.zeros((), device=self.device), 0
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[0]))
+        n = len(batch[0])
+        # self.log costs ~0.7 ms, 5% of a demo-size step: the epoch mean is summed here instead,
+        # and the step loss is logged only on the steps the loggers write (log_every_n_steps).
+        self._loss_sum += loss.detach() * n
+        self._loss_images += n
+        if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
+            self.log("train/loss_step", loss, prog_bar=True, batch_size=n)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self._loss_images:
+            self.log("train/loss_epoch", self._loss_sum / self._loss_images, prog_bar=True)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, logits = self._loss(batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,13 @@ def pretraining_overrides(cfg: DictConfig) -> list[str]:
     return lines
 
 
+def without_thread_limits() -> dict[str, str]:
+    """This environment minus the per-worker thread limits a parallel launcher sets (e.g. joblib's
+    OMP_NUM_THREADS=1): the runs that need the checkpoint wait for it, so it may use every core."""
+    limits = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    return {key: value for key, value in os.environ.items() if key not in limits}
+
+
 def ensure_pretrained(cfg: DictConfig) -> None:
     path = Path(cfg.pretrained)
     if path.exists() or not cfg.get("pretrain"):
@@ -41,6 +49,6 @@ def ensure_pretrained(cfg: DictConfig) -> None:
                    f"hydra.run.dir={path.parent / (path.stem + '_run')}", "resume=false", "study=pretraining",
                    *pretraining_overrides(cfg), *cfg.get("pretrain_overrides", [])]
         log.info("pretrained=%s is missing: pretraining it first with experiment=%s", path, cfg.pretrain)
-        if subprocess.run(command).returncode != 0 or not path.exists():
+        if subprocess.run(command, env=without_thread_limits()).returncode != 0 or not path.exists():
             raise ConfigError(f"Pretraining (experiment={cfg.pretrain}) failed, so {path} was not made; "
                               f"see its log above, or run it alone: {' '.join(command[1:])}")

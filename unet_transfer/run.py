@@ -47,6 +47,8 @@ def quiet_lightning() -> None:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "Tip:" not in record.getMessage())
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # Step losses follow log_every_n_steps; the epoch mean is always logged (module.py).
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
 def run(cfg: DictConfig) -> dict:

@@ -16,13 +16,15 @@ import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 from unet_transfer.config import CONF_DIR, register_resolvers
-from unet_transfer.pretrain import TRAIN_PY
+from unet_transfer.pretrain import TRAIN_PY, ensure_pretrained
 
 
-def study_plan(experiment: str, overrides: list[str]) -> tuple[str, list[list[str]]]:
-    """The study folder and the override lists of its sweeps (main grid first)."""
+def study_plan(experiment: str, overrides: list[str]) -> tuple[str, list[list[str]], DictConfig]:
+    """The study folder, the override lists of its sweeps (main grid first) and the config of
+    one of its runs (for what the runs share, such as the pretrained checkpoint)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     register_resolvers()
@@ -31,7 +33,8 @@ def study_plan(experiment: str, overrides: list[str]) -> tuple[str, list[list[st
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"experiment={experiment}", *single])
     base = [f"experiment={experiment}", *overrides]
-    return str(cfg.study), [base] + [merge_overrides(base, [str(line) for line in extra]) for extra in cfg.study_sweeps]
+    return (str(cfg.study), [base] + [merge_overrides(base, [str(line) for line in extra]) for extra in cfg.study_sweeps],
+            cfg)
 
 
 def merge_overrides(base: list[str], extra: list[str]) -> list[str]:
@@ -48,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. trainer.accelerator=gpu")
     parser.add_argument("--no-report", action="store_true", help="run the sweeps only")
     args = parser.parse_args(argv)
-    study, sweeps = study_plan(args.experiment, args.overrides)
+    study, sweeps, cfg = study_plan(args.experiment, args.overrides)
     start = time.perf_counter()
+    if cfg.get("pretrained") and cfg.get("pretrain"):
+        # Made here, before any sweep, with all of the machine: with runs in parallel the first
+        # run would otherwise pretrain with its share of the cores while the others wait.
+        ensure_pretrained(cfg)
     for number, sweep in enumerate(sweeps, 1):
         print(f"== study {study}: sweep {number}/{len(sweeps)}: python train.py -m {' '.join(sweep)}", flush=True)
         if subprocess.run([sys.executable, str(TRAIN_PY), "-m", *sweep]).returncode != 0:

@@ -36,6 +36,16 @@ class ArrayDataset(Dataset):
         return image, mask, int(self.sources[row])
 
 
+def seed_worker_transform(worker_id: int) -> None:
+    """Each loader worker holds a copy of the dataset's transform: reseed it from the worker's
+    seed (drawn from the loader's seeded generator, new for every epoch's workers), so workers
+    draw different augmentations, reproducibly, and not the same ones every epoch."""
+    info = torch.utils.data.get_worker_info()
+    transform = getattr(info.dataset, "transform", None)
+    if transform is not None:
+        transform.set_random_seed(info.seed % 2**32)
+
+
 class SegmentationDataModule(pl.LightningDataModule):
     """Args:
         data: the whole preprocessed set.
@@ -54,7 +64,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         if self.augment.get("mode", "none") not in augmentation.MODES:
             raise ConfigError(f"augment.mode={self.augment.get('mode')!r}; use one of {list(augmentation.MODES)}.")
         self.loader_options = {"num_workers": num_workers, "pin_memory": pin_memory,
-                               "persistent_workers": persistent_workers and num_workers > 0}
+                               "persistent_workers": persistent_workers and num_workers > 0,
+                               "worker_init_fn": seed_worker_transform if num_workers > 0 else None}
         self.offline_cache = offline_cache
         held = set(held_out)
         self.test_rows = np.array([i for i, sample_id in enumerate(data.ids) if sample_id in held])
