@@ -6,6 +6,7 @@ Loading is strict (every key and shape must match, the first difference is named
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -26,6 +27,16 @@ def save_weights(model: nn.Module, path: Path | str, model_config: dict | None =
     torch.save({"format": FORMAT, "state_dict": state, "model": model_config or {}, "meta": meta or {}}, tmp)
     os.replace(tmp, path)
     return path
+
+
+def weights_digest(path: Path | str) -> str:
+    """A short content hash of a checkpoint file: results record which weights they started
+    from, so a remade checkpoint is never mistaken for the old one."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            sha.update(chunk)
+    return sha.hexdigest()[:16]
 
 
 def read_state_dict(path: Path | str) -> tuple[dict[str, torch.Tensor], dict]:

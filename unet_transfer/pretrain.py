@@ -1,9 +1,12 @@
-"""Pretraining on demand: a fine-tuning run whose `pretrained=` checkpoint is missing makes it
-first, by running the experiment named in `pretrain=` once, even when many runs ask at once."""
+"""Pretraining on demand: a fine-tuning run whose `pretrained=` checkpoint is missing (or was made
+by another recipe) makes it first, by running the experiment named in `pretrain=` once, even
+when many runs ask at once. The recipe is kept beside the checkpoint (`*.pt.recipe.json`)."""
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -14,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unet_transfer.config import CONF_DIR
 from unet_transfer.errors import ConfigError
+from unet_transfer.results import atomic_write_text
 
 log = logging.getLogger("unet_transfer")
 TRAIN_PY = Path(CONF_DIR).parent / "train.py"
@@ -36,15 +40,49 @@ def without_thread_limits() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in limits}
 
 
+def recipe(cfg: DictConfig) -> dict:
+    """How `pretrain=` makes the checkpoint: the experiment (its file's content) and the overrides."""
+    experiment = Path(CONF_DIR) / "experiment" / f"{cfg.pretrain}.yaml"
+    text = experiment.read_bytes() if experiment.is_file() else b""
+    return {"experiment": str(cfg.pretrain), "experiment_sha256": hashlib.sha256(text).hexdigest()[:16],
+            "overrides": [*pretraining_overrides(cfg), *map(str, cfg.get("pretrain_overrides", []))]}
+
+
+def recipe_path(path: Path) -> Path:
+    return path.with_name(path.name + ".recipe.json")
+
+
+def up_to_date(path: Path, wanted: dict) -> bool:
+    """The checkpoint exists and was made by this recipe. A checkpoint without a recipe file was
+    put there by hand (or by an older version): it is used as it is."""
+    if not path.exists():
+        return False
+    try:
+        return json.loads(recipe_path(path).read_text()) == wanted
+    except FileNotFoundError:
+        return True
+    except ValueError:
+        return False
+
+
 def ensure_pretrained(cfg: DictConfig) -> None:
+    """Make `pretrained` with `pretrain` when it is missing or was made by another recipe (the
+    experiment file or the overrides changed since), once, however many runs ask at once."""
     path = Path(cfg.pretrained)
-    if path.exists() or not cfg.get("pretrain"):
+    if not cfg.get("pretrain"):
+        return
+    wanted = recipe(cfg)
+    if up_to_date(path, wanted):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the first run pretrains; the others wait, then load
-        if path.exists():
+        if up_to_date(path, wanted):
             return
+        if path.exists():
+            log.warning("pretrained=%s was made by another pretraining recipe than experiment=%s now gives; "
+                        "making it again (runs that used the old one are redone when resumed)", path, cfg.pretrain)
+            path.unlink()  # a crash below leaves no checkpoint rather than a stale one
         command = [sys.executable, str(TRAIN_PY), f"experiment={cfg.pretrain}", f"save_weights={path}",
                    f"hydra.run.dir={path.parent / (path.stem + '_run')}", "resume=false", "study=pretraining",
                    *pretraining_overrides(cfg), *cfg.get("pretrain_overrides", [])]
@@ -52,3 +90,4 @@ def ensure_pretrained(cfg: DictConfig) -> None:
         if subprocess.run(command, env=without_thread_limits()).returncode != 0 or not path.exists():
             raise ConfigError(f"Pretraining (experiment={cfg.pretrain}) failed, so {path} was not made; "
                               f"see its log above, or run it alone: {' '.join(command[1:])}")
+        atomic_write_text(recipe_path(path), json.dumps(wanted, indent=1) + "\n")

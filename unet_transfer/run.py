@@ -54,11 +54,15 @@ def quiet_lightning() -> None:
 def run(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.output_dir)
     finished = read_metrics(out_dir) if cfg.resume else None
-    if finished is not None:
+    if finished is not None and not started_from_other_weights(cfg, finished):
         log.info("Skipping %s: metrics.json exists (resume=true)", out_dir)
         return finished
+    if finished is not None:
+        log.info("Redoing %s: its pretrained checkpoint has changed since it ran", out_dir)
     start = time.perf_counter()
     source, data, cache_folder, held_out, trainable = prepare(cfg)
+    if cfg.pretrained:
+        ensure_pretrained(cfg)
     key = run_key(cfg, cache_folder, trainable)
     twin = find_twin(out_dir, key)
     if twin is not None:
@@ -76,8 +80,6 @@ def run(cfg: DictConfig) -> dict:
         import torch
 
         torch.set_num_threads(int(cfg.threads))
-    if cfg.pretrained:
-        ensure_pretrained(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = instantiate(cfg.model)
     if cfg.pretrained:
@@ -141,6 +143,7 @@ def summarise(cfg, source, source_cache, key: str, trainable, per_image, trainer
         "seed": cfg.seed,
         "split_seed": cfg.split_seed,
         "pretrained": str(cfg.pretrained) if cfg.pretrained else None,
+        "pretrained_sha256": pretrained_digest(cfg),
         "image_size": source.image_size,
         "width": cfg.model.width,
         "batch_size": cfg.batch_size,
@@ -150,6 +153,19 @@ def summarise(cfg, source, source_cache, key: str, trainable, per_image, trainer
         "run_key": key,
         "duration_s": round(duration, 3),
     }
+
+
+def pretrained_digest(cfg: DictConfig) -> str | None:
+    from unet_transfer.checkpoint import weights_digest
+
+    return weights_digest(cfg.pretrained) if cfg.pretrained and Path(cfg.pretrained).is_file() else None
+
+
+def started_from_other_weights(cfg: DictConfig, finished: dict) -> bool:
+    """A finished run whose pretrained checkpoint has since been remade (its results are stale)."""
+    recorded = finished.get("pretrained_sha256")
+    current = pretrained_digest(cfg)
+    return recorded is not None and current is not None and recorded != current
 
 
 def run_key(cfg: DictConfig, cache_folder: Path, trainable) -> str:
@@ -166,7 +182,8 @@ def run_key(cfg: DictConfig, cache_folder: Path, trainable) -> str:
     phases = resolve_phases(**freeze_settings(cfg), n_blocks=2 * int(cfg.model.get("levels", 4)) + 1)
     return digest({"data": Path(cache_folder).name, "phases": [(p.epoch, p.trainable) for p in phases],
                    "fold": cfg.fold, "folds": cfg.folds, "split_seed": cfg.split_seed, "seed": cfg.seed,
-                   "pretrained": str(cfg.pretrained) if cfg.pretrained else None, "model": plain(cfg.model),
+                   "pretrained": str(cfg.pretrained) if cfg.pretrained else None,
+                   "pretrained_sha256": pretrained_digest(cfg), "model": plain(cfg.model),
                    "optimizer": plain(cfg.optimizer), "augment": plain(cfg.augment), "batch_size": cfg.batch_size,
                    "trainer": trainer, "fast": plain(cfg.fast), "validate": cfg.validate, "trainable": list(trainable)})
 
