@@ -25,14 +25,18 @@ def finished_runs(folder):
 
 
 def test_a_sweep_runs_through_submitit_each_run_in_its_own_folder_of_the_sweep(tmp_path):
-    sweep(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "study=through_submitit",
-          "freeze=shallow_to_deep", "k=1,9", "trainer.limit_train_batches=2")
+    result = sweep(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                   "study=through_submitit", "freeze=shallow_to_deep", "k=1,5,9", "trainer.limit_train_batches=2")
     folder = tmp_path / "multirun" / "through_submitit"
     runs = finished_runs(folder)
-    assert len(runs) == 2 and len({path.name for path in runs}) == 2
+    assert len(runs) == 3 and len({path.name for path in runs}) == 3
     assert all(path.parent == folder for path in runs)
-    assert sorted(m["k"] for m in runs.values()) == [1, 9]
-    assert list((folder / ".submitit").iterdir())  # the jobs went through submitit
+    assert sorted(m["k"] for m in runs.values()) == [1, 5, 9]
+    assert len([p for p in (folder / ".submitit").iterdir() if p.name.isdigit()]) == 3  # one submitit job per run
+    # cpus_per_task=1: one torch thread per run, as many runs at once as cores, in waves.
+    assert all(m["threads"] == 1 for m in runs.values())
+    waves = -(-3 // (os.cpu_count() or 1))
+    assert (result.stdout + result.stderr).count("Submitit 'local' sweep output dir") == waves
 
 
 def test_runs_at_once_share_the_missing_cache_folds_and_checkpoint_and_pretrain_once(tmp_path):

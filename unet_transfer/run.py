@@ -149,10 +149,17 @@ def summarise(cfg, source, source_cache, key: str, trainable, per_image, trainer
         "batch_size": cfg.batch_size,
         "augment": cfg.augment.mode,
         "precision": str(cfg.trainer.get("precision", "32-true")),
+        "threads": torch_threads(),
         "cache": str(source_cache),
         "run_key": key,
         "duration_s": round(duration, 3),
     }
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def pretrained_digest(cfg: DictConfig) -> str | None:

@@ -1,0 +1,1 @@
+"""Hydra launchers of unet-transfer (Hydra only accepts launchers from the hydra_plugins namespace)."""
