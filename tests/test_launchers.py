@@ -58,3 +58,23 @@ def test_runs_at_once_share_the_missing_cache_folds_and_checkpoint_and_pretrain_
     held_out = folds["5-fold seed 0"]["held_out"]
     assert [m["n_images"] for m in sorted(runs.values(), key=lambda m: m["fold"])] == [len(held_out[0]), len(held_out[1])]
     assert len({m["cache"] for m in runs.values()}) == 1
+
+
+def test_sweeps_run_two_at_once_by_default_and_a_single_run_gets_every_core(tmp_path):
+    two = sweep(tmp_path, "study=two", "freeze=shallow_to_deep", "k=1,9", "trainer.limit_train_batches=1")
+    one = sweep(tmp_path, "study=one", "freeze=shallow_to_deep", "k=1", "trainer.limit_train_batches=1")
+    assert "Joblib.Parallel(n_jobs=2" in two.stdout + two.stderr
+    assert "Joblib.Parallel(n_jobs=1" in one.stdout + one.stderr  # never more workers than runs
+    threads_two = {m["threads"] for m in finished_runs(tmp_path / "multirun" / "two").values()}
+    threads_one = {m["threads"] for m in finished_runs(tmp_path / "multirun" / "one").values()}
+    assert threads_two == {max(1, (os.cpu_count() or 1) // 2)}  # runs x threads = cores
+    assert min(threads_one) >= max(threads_two)
+
+
+def test_workers_are_capped_at_the_number_of_runs():
+    from hydra_plugins.unet_transfer_launchers.parallel import workers_for
+
+    assert workers_for(2, runs=54, cores=2) == 2
+    assert workers_for(2, runs=1, cores=2) == 1
+    assert workers_for(-1, runs=54, cores=16) == 16 and workers_for(-2, runs=54, cores=16) == 15
+    assert workers_for(-1, runs=3, cores=16) == 3
