@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install -e ".[dev]"
 	@mkdir -p $(dir $@) && touch $@
 
-demo: $(STAMP)  ## the main job: the paper's whole study on simulated data, with its report (CPU, ~10 min)
+demo: $(STAMP)  ## the main job: the paper's whole study on simulated data, with its report (CPU, 2-5 min on 2 cores)
 	$(PYTHON) -m unet_transfer.study demo
 
 study: $(STAMP)  ## a whole study: make study EXP=paper_busi [ARGS="trainer.accelerator=gpu"]
@@ -29,7 +29,7 @@ study: $(STAMP)  ## a whole study: make study EXP=paper_busi [ARGS="trainer.acce
 report: $(STAMP)  ## tables, figures and statistics of a study folder: make report DIR=multirun/paper_busi
 	$(PYTHON) -m unet_transfer.report $(DIR)
 
-bench: $(STAMP)  ## speed and memory benchmark on this machine: bench.json and a table (~10 min on 2 cores)
+bench: $(STAMP)  ## speed and memory benchmark on this machine: bench.json and a table (3-5 min on 2 cores)
 	$(PYTHON) -m unet_transfer.bench --out bench.json
 
 samples: $(STAMP)  ## samples.png: simulated ultrasound, X-ray and natural images beside the real samples

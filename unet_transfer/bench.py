@@ -91,7 +91,7 @@ def plans(quick: bool, cuda: bool) -> dict[str, Plan]:
         return {"paper": Plan(1, 1, 1, 30), "demo": Plan(3, 2, 1, 30)}
     if cuda:
         return {"paper": Plan(10, 5, 3, 120), "demo": Plan(10, 15, 3, 120)}
-    return {"paper": Plan(1, 4, 1, 240), "demo": Plan(10, 15, 2, 90)}
+    return {"paper": Plan(2, 5, 1, 240), "demo": Plan(10, 15, 2, 90)}
 
 
 def median(values) -> float:
@@ -472,8 +472,8 @@ def measure_fixed_cost(common: list[str], size: Size, work: Path, repeats: int, 
         return time.perf_counter() - start
 
     cold = [wall(f"hydra.run.dir={work / 'cold' / str(i)}") for i in range(cold_repeats)]
-    one = wall("study=sweep1", "freeze=shallow_to_deep", "k=1", "fold=0", multirun=True)
-    four = wall("study=sweep4", "freeze=shallow_to_deep", "k=1,2", "fold=0,1", multirun=True)
+    one = wall("study=sweep1", "freeze=shallow_to_deep", "k=1", "fold=0", "hydra/launcher=basic", multirun=True)
+    four = wall("study=sweep4", "freeze=shallow_to_deep", "k=1,2", "fold=0,1", "hydra/launcher=basic", multirun=True)
     return {"in_sweep_s": median(in_sweep), "in_sweep_samples_s": in_sweep, "cold_start_s": median(cold),
             "cold_start_samples_s": cold, "sweep_1_job_s": one, "sweep_4_jobs_s": four,
             "sweep_job_s": (four - one) / 3, "threads": threads,
