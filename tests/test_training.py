@@ -36,12 +36,10 @@ def test_a_run_writes_the_contract_files(make_cfg):
     assert metrics["dice"] == pytest.approx(sum(float(r["dice"]) for r in rows) / 4)
 
 
-@pytest.mark.parametrize("direction", ["shallow_to_deep", "deep_to_shallow"])
-@pytest.mark.parametrize("k", range(1, 10))
-def test_frozen_blocks_end_bit_identical_and_trainable_blocks_change(make_cfg, tmp_path, pretrained, direction, k):
+def train_and_check_frozen_blocks(make_cfg, tmp_path, pretrained, direction, k, *extra):
     trained_path = tmp_path / "trained.pt"
     cfg = make_cfg(f"freeze={direction}", f"k={k}", f"pretrained={pretrained}", f"save_weights={trained_path}",
-                   "trainer.limit_train_batches=2", "dataset.image_size=16", "augment=none")
+                   "trainer.limit_train_batches=2", "dataset.image_size=16", "augment=none", *extra)
     metrics = run(cfg)
     before, _ = read_state_dict(pretrained)
     after, _ = read_state_dict(trained_path)
@@ -54,6 +52,18 @@ def test_frozen_blocks_end_bit_identical_and_trainable_blocks_change(make_cfg, t
             assert not torch.equal(tensor, after[key]), f"{key} (block {block}) should have trained"
         else:
             assert torch.equal(tensor, after[key]), f"{key} (block {block}) is frozen but changed"
+
+
+@pytest.mark.parametrize("direction", ["shallow_to_deep", "deep_to_shallow"])
+@pytest.mark.parametrize("k", range(1, 10))
+def test_frozen_blocks_end_bit_identical_and_trainable_blocks_change(make_cfg, tmp_path, pretrained, direction, k):
+    train_and_check_frozen_blocks(make_cfg, tmp_path, pretrained, direction, k)
+
+
+@pytest.mark.slow
+def test_the_compiled_fast_path_trains_and_keeps_frozen_blocks_bit_identical(make_cfg, tmp_path, pretrained):
+    # torch.compile (inductor) builds C++ kernels on a CPU: ~40 s, hence slow.
+    train_and_check_frozen_blocks(make_cfg, tmp_path, pretrained, "deep_to_shallow", 3, "fast.compile=true")
 
 
 def test_frozen_parameters_are_not_given_to_the_optimiser():
