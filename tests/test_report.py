@@ -449,3 +449,15 @@ def test_cli_writes_and_prints(tmp_path, capsys):
     assert f"Wrote {tmp_path / 'out' / 'summary.md'}" in printed
     assert f"Wrote {tmp_path / 'out' / 'dice_vs_blocks.png'}" in printed
     assert (tmp_path / "out" / "dice_vs_blocks.png").exists()
+
+
+def test_the_block_count_comes_from_the_runs_metrics_when_recorded():
+    from unet_transfer.report.collect import n_blocks_of, path_role
+
+    # A 3-level U-Net (7 blocks), shallow-to-deep runs only: nothing to infer the count from.
+    runs = [{"dataset": "d", "direction": "shallow_to_deep", "k": k, "trainable_blocks": list(range(1, k + 1)),
+             "n_blocks": 7} for k in range(1, 8)]
+    assert n_blocks_of(runs, "d") == 7
+    assert path_role("shallow_to_deep", 4, 7) == "contracting" and path_role("deep_to_shallow", 3, 7) == "expanding"
+    older = [{key: value for key, value in run.items() if key != "n_blocks"} for run in runs]
+    assert n_blocks_of(older, "d") == 9  # older runs without the count: the paper's model is assumed

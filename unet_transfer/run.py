@@ -134,6 +134,7 @@ def summarise(cfg, source, source_cache, key: str, trainable, per_image, trainer
         "fold": cfg.fold,
         "folds": cfg.folds,
         "trainable_blocks": list(trainable),
+        "n_blocks": 2 * int(cfg.model.get("levels", 4)) + 1,
         "dice": mean("dice"),
         "pixel_error": mean("pixel_error"),
         "adjusted_rand": mean("adjusted_rand"),

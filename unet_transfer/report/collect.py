@@ -196,12 +196,15 @@ def block_range(blocks) -> str:
 
 
 def n_blocks_of(runs: list[dict], dataset: str) -> int:
-    """Blocks of the model a dataset's runs used, read from the runs (9 when they cannot tell)."""
+    """Blocks of the model a dataset's runs used: recorded in metrics.json (`n_blocks`), or, for
+    runs of older versions, inferred from them (9 when they cannot tell)."""
     exact, at_least = [], [9]
     for run in runs:
         if run["dataset"] != dataset:
             continue
-        if run["direction"] in ("deep_to_shallow", "none") and run.get("trainable_blocks"):
+        if run.get("n_blocks"):
+            exact.append(int(run["n_blocks"]))
+        elif run["direction"] in ("deep_to_shallow", "none") and run.get("trainable_blocks"):
             exact.append(max(run["trainable_blocks"]))  # these always include the deepest block
         at_least.append(run["k"])
     return max(exact) if exact else max(at_least)
