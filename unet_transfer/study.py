@@ -19,7 +19,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from unet_transfer.config import CONF_DIR, register_resolvers
-from unet_transfer.pretrain import TRAIN_PY, ensure_pretrained
+from unet_transfer.errors import UserError
+from unet_transfer.pretrain import TRAIN_PY, ensure_pretrained, recipe, up_to_date
 
 
 def study_plan(experiment: str, overrides: list[str]) -> tuple[str, list[list[str]], DictConfig]:
@@ -53,10 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     study, sweeps, cfg = study_plan(args.experiment, args.overrides)
     start = time.perf_counter()
-    if cfg.get("pretrained") and cfg.get("pretrain"):
+    if cfg.get("pretrained") and cfg.get("pretrain") and not up_to_date(Path(cfg.pretrained), recipe(cfg)):
         # Made here, before any sweep, with all of the machine: with runs in parallel the first
         # run would otherwise pretrain with its share of the cores while the others wait.
-        ensure_pretrained(cfg)
+        print(f"== study {study}: pretraining {cfg.pretrained} first (experiment={cfg.pretrain})", flush=True)
+        try:
+            ensure_pretrained(cfg)
+        except UserError as error:
+            print(error, file=sys.stderr)
+            return 1
     for number, sweep in enumerate(sweeps, 1):
         print(f"== study {study}: sweep {number}/{len(sweeps)}: python train.py -m {' '.join(sweep)}", flush=True)
         if subprocess.run([sys.executable, str(TRAIN_PY), "-m", *sweep]).returncode != 0:
