@@ -69,16 +69,16 @@ def run(cfg: DictConfig) -> dict:
         return reuse_twin(cfg, out_dir, twin)
 
     import pytorch_lightning as pl
+    import torch
 
     from unet_transfer.checkpoint import load_pretrained, save_weights
     from unet_transfer.data.datamodule import SegmentationDataModule
     from unet_transfer.freeze import FreezeSchedule
+    from unet_transfer.gpu_slots import gpu_slot, wants_a_slot
     from unet_transfer.module import SegmentationModule
 
     quiet_lightning()
     if cfg.get("threads"):
-        import torch
-
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = instantiate(cfg.model)
@@ -92,15 +92,19 @@ def run(cfg: DictConfig) -> dict:
     schedule = FreezeSchedule(**freeze_settings(cfg))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     no_validation = {} if cfg.validate else {"limit_val_batches": 0}
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[schedule], logger=logger,
-                                      default_root_dir=str(out_dir), **no_validation)
-    if logger:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    log.info("Run %s: %s %s trains blocks %s, fold %d/%d, %d train / %d held-out images",
-             out_dir, source.name, cfg.freeze.direction, list(trainable), cfg.fold, cfg.folds,
-             len(datamodule.train_rows), len(datamodule.test_rows))
-    trainer.fit(module, datamodule)
-    trainer.test(module, datamodule, verbose=False)
+    n_gpus = torch.cuda.device_count()
+    n_gpus = n_gpus if wants_a_slot(cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("devices", 1), n_gpus) else 0
+    with gpu_slot(n_gpus, int(cfg.get("runs_per_gpu") or 1)) as gpu:
+        device = {} if gpu is None else {"devices": [gpu]}
+        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[schedule], logger=logger,
+                                          default_root_dir=str(out_dir), **no_validation, **device)
+        if logger:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        log.info("Run %s: %s %s trains blocks %s, fold %d/%d, %d train / %d held-out images%s",
+                 out_dir, source.name, cfg.freeze.direction, list(trainable), cfg.fold, cfg.folds,
+                 len(datamodule.train_rows), len(datamodule.test_rows), "" if gpu is None else f", GPU {gpu}")
+        trainer.fit(module, datamodule)
+        trainer.test(module, datamodule, verbose=False)
 
     per_image = [{"id": data.ids[r["row"]], **{k: v for k, v in r.items() if k != "row"}} for r in module.test_records]
     metrics = summarise(cfg, source, cache_folder, key, trainable, per_image, trainer, len(datamodule.train_rows),

@@ -1,0 +1,47 @@
+"""One GPU each for runs that execute at once on a multi-GPU machine (the parallel launcher with
+n_jobs = number of GPUs): a run takes the first free slot, held by a file lock while it trains,
+so eight runs on eight GPUs never share one and no GPU idles while a run waits. With one GPU,
+or on a cluster where each job sees only its own GPUs, there is nothing to choose."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+LOCK_DIR = Path(tempfile.gettempdir()) / f"unet-transfer-gpu-slots-{os.getuid()}"
+
+
+def wants_a_slot(accelerator: str, devices, n_gpus: int) -> bool:
+    """A one-device run that may land on a GPU, on a machine with several: pick which."""
+    return n_gpus > 1 and str(accelerator) in ("auto", "gpu", "cuda") and str(devices) == "1"
+
+
+@contextmanager
+def gpu_slot(n_gpus: int, runs_per_gpu: int = 1, folder: Path = LOCK_DIR, poll_s: float = 1.0) -> Iterator[int | None]:
+    """Yields the GPU index this run should use (None when there is only one GPU or none). Slots
+    alternate between GPUs (slot s -> GPU s % n_gpus), so runs spread before they share; with
+    more runs than slots, a run waits for a free one."""
+    if n_gpus <= 1:
+        yield None
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    slots = n_gpus * max(1, int(runs_per_gpu))
+    while True:
+        for slot in range(slots):
+            handle = open(folder / f"slot{slot}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            try:
+                yield slot % n_gpus
+            finally:
+                handle.close()  # releases the lock, also when the run fails
+            return
+        time.sleep(poll_s)
