@@ -210,7 +210,7 @@ class BareLoop:
         factory = optimizer or (lambda params: torch.optim.Adam(params, lr=lr))
         self.optimizer = factory([p for p in self.model.parameters() if p.requires_grad])
         self.device, self.channels_last, self.dtype = device, channels_last, autocast_dtype(precision)
-        self.loader = loader  # a DataLoader factory: time steps on its batches, not on the fixed one
+        self.loader = loader  # a DataLoader: time steps on its batches, not on the fixed one
         self.times: list[float] = []
         self.saved_bytes: int | None = None
         self.cuda_peak_bytes: int | None = None
@@ -271,7 +271,7 @@ class BareLoop:
         synchronize(self.device)
         start, done = time.perf_counter(), 0
         while done < steps:
-            for images, masks, _ in self.loader():
+            for images, masks, _ in self.loader:
                 images = images.to(self.device, non_blocking=True)
                 self.step(*self.inputs(images, masks.to(self.device, non_blocking=True)))
                 done += 1
@@ -285,13 +285,14 @@ class LoaderPass:
     """Iterates the real train_dataloader (augmentation on line) for at least `minimum` images."""
 
     def __init__(self, datamodule, minimum: int):
-        self.datamodule, self.minimum = datamodule, minimum
+        # One DataLoader, iterated anew each round, as the Trainer does (persistent workers stay up).
+        self.loader, self.minimum = datamodule.train_dataloader(), minimum
         self.rates: list[float] = []
 
     def run(self, timed: bool) -> None:
         count, start = 0, time.perf_counter()
         while count < self.minimum:
-            for images, _, _ in self.datamodule.train_dataloader():
+            for images, _, _ in self.loader:
                 count += len(images)
         if timed:
             self.rates.append(count / (time.perf_counter() - start))
@@ -378,7 +379,7 @@ def measure_size(label: str, size: Size, plan: Plan, common: list[str], work: Pa
                                   trainable=trainable_of(direction, k, template.n_blocks))
     variants["bare_same_loader"] = BareLoop(
         copy.deepcopy(template), device, lr=lr, channels_last=cfg.fast.channels_last, precision=precision,
-        compile=cfg.fast.compile, optimizer=instantiate(cfg.optimizer), loader=datamodule.train_dataloader)
+        compile=cfg.fast.compile, optimizer=instantiate(cfg.optimizer), loader=datamodule.train_dataloader())
     loader = LoaderPass(datamodule, minimum=max(64, 4 * size.batch_size))
     rounds = rounds_callback(variants, loader, (images, masks), plan, device)
     trainer = instantiate(cfg.trainer, callbacks=[FreezeSchedule(**freeze_settings(cfg)), rounds], logger=False,
