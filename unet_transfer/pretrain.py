@@ -73,6 +73,9 @@ def ensure_pretrained(cfg: DictConfig) -> None:
         return
     wanted = recipe(cfg)
     if up_to_date(path, wanted):
+        if not recipe_path(path).exists():
+            log.info("pretrained=%s has no recipe file (made by hand or by an older version): used as it is; "
+                     "delete it to have experiment=%s make it again", path, cfg.pretrain)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
