@@ -579,6 +579,8 @@ def estimates(results: dict) -> dict:
     FLOPs from the measured size to the study's size (a factor 1 in the full bench)."""
     from omegaconf import OmegaConf
 
+    from unet_transfer.run import model_blocks
+
     costs = results["fixed_cost"]
     fixed, cold = max(costs["in_sweep_s"], costs["sweep_job_s"]), costs["cold_start_s"]
     out = {}
@@ -592,7 +594,7 @@ def estimates(results: dict) -> dict:
         seconds_per_image = scale / measured["images_per_s"]["real"]
         forward_fraction = count_flops(study_cfg.model, image_size, batch, train=False) / full
         points = [(s["flop_ratio"], s["time_ratio"]) for s in results["freeze"][label]["settings"].values()]
-        n_blocks = 2 * int(study_cfg.model.get("levels", 4)) + 1
+        n_blocks = model_blocks(study_cfg)
         flop_ratio = {(d, k): count_flops(study_cfg.model, image_size, batch, trainable_of(d, k, n_blocks)) / full
                       for d, k in study_settings(n_blocks)}
         folds, epochs = int(study_cfg.folds), int(study_cfg.trainer.max_epochs)

@@ -48,7 +48,7 @@ def native_bf16() -> bool:
 
 
 def fast_precision() -> str:
-    """Trainer precision for `trainer.precision=auto`: bf16 mixed where native, else fp32."""
+    """The default `trainer.precision` (`${fast_precision:}`): bf16 mixed where native, else fp32."""
     return "bf16-mixed" if native_bf16() else "32-true"
 
 
@@ -59,7 +59,7 @@ def gpu_present() -> bool:
 
 
 def loader_workers() -> int:
-    """DataLoader workers for `loader.num_workers=auto`: none on a CPU, where the data sit in
+    """The default `loader.num_workers` (`${loader_workers:}`): none on a CPU, where the data sit in
     memory and a worker would take a core from the convolutions; on a GPU, up to 4 processes
     that augment the next batches while the device trains (never all the cores)."""
     if not gpu_present():

@@ -21,6 +21,14 @@ def wants_a_slot(accelerator: str, devices, n_gpus: int) -> bool:
     return n_gpus > 1 and str(accelerator) in ("auto", "gpu", "cuda") and str(devices) == "1"
 
 
+def gpus_to_choose_from(trainer_cfg) -> int:
+    """The number of GPUs a run with these Trainer settings picks one of (0: nothing to pick)."""
+    import torch
+
+    n_gpus = torch.cuda.device_count()
+    return n_gpus if wants_a_slot(trainer_cfg.get("accelerator", "auto"), trainer_cfg.get("devices", 1), n_gpus) else 0
+
+
 @contextmanager
 def gpu_slot(n_gpus: int, runs_per_gpu: int = 1, folder: Path = LOCK_DIR, poll_s: float = 1.0) -> Iterator[int | None]:
     """Yields the GPU index this run should use (None when there is only one GPU or none). Slots

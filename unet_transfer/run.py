@@ -26,10 +26,14 @@ def freeze_settings(cfg: DictConfig) -> dict:
     return settings
 
 
+def model_blocks(cfg: DictConfig) -> int:
+    """Blocks of the configured U-Net (encoders, bottleneck, decoders), without building it."""
+    return 2 * int(cfg.model.get("levels", 4)) + 1
+
+
 def prepare(cfg: DictConfig):
     """Everything checkable before the training stack loads: settings, data, folds."""
-    n_blocks = 2 * int(cfg.model.get("levels", 4)) + 1
-    trainable = resolve_phases(**freeze_settings(cfg), n_blocks=n_blocks)[-1].trainable
+    trainable = resolve_phases(**freeze_settings(cfg), n_blocks=model_blocks(cfg))[-1].trainable
     splits.check_fold(cfg.fold, cfg.folds)
     source = instantiate(cfg.dataset)
     data, cache_folder = sources.load(source, cfg.paths.cache_dir)
@@ -63,7 +67,8 @@ def run(cfg: DictConfig) -> dict:
     source, data, cache_folder, held_out, trainable = prepare(cfg)
     if cfg.pretrained:
         ensure_pretrained(cfg)
-    key = run_key(cfg, cache_folder, trainable)
+    weights = pretrained_digest(cfg)  # hashed once: a paper-size checkpoint is 124 MB
+    key = run_key(cfg, cache_folder, trainable, weights)
     twin = find_twin(out_dir, key)
     if twin is not None:
         return reuse_twin(cfg, out_dir, twin)
@@ -74,7 +79,7 @@ def run(cfg: DictConfig) -> dict:
     from unet_transfer.checkpoint import load_pretrained, save_weights
     from unet_transfer.data.datamodule import SegmentationDataModule
     from unet_transfer.freeze import FreezeSchedule
-    from unet_transfer.gpu_slots import gpu_slot, wants_a_slot
+    from unet_transfer.gpu_slots import gpu_slot, gpus_to_choose_from
     from unet_transfer.module import SegmentationModule
 
     quiet_lightning()
@@ -92,9 +97,7 @@ def run(cfg: DictConfig) -> dict:
     schedule = FreezeSchedule(**freeze_settings(cfg))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     no_validation = {} if cfg.validate else {"limit_val_batches": 0}
-    n_gpus = torch.cuda.device_count()
-    n_gpus = n_gpus if wants_a_slot(cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("devices", 1), n_gpus) else 0
-    with gpu_slot(n_gpus, int(cfg.get("runs_per_gpu") or 1)) as gpu:
+    with gpu_slot(gpus_to_choose_from(cfg.trainer), int(cfg.get("runs_per_gpu") or 1)) as gpu:
         device = {} if gpu is None else {"devices": [gpu]}
         trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[schedule], logger=logger,
                                           default_root_dir=str(out_dir), **no_validation, **device)
@@ -107,8 +110,8 @@ def run(cfg: DictConfig) -> dict:
         trainer.test(module, datamodule, verbose=False)
 
     per_image = [{"id": data.ids[r["row"]], **{k: v for k, v in r.items() if k != "row"}} for r in module.test_records]
-    metrics = summarise(cfg, source, cache_folder, key, trainable, per_image, trainer, len(datamodule.train_rows),
-                        time.perf_counter() - start)
+    metrics = summarise(cfg, source, cache_folder, key, weights, trainable, per_image, trainer,
+                        len(datamodule.train_rows), time.perf_counter() - start)
     if cfg.save_weights:
         save_weights(model, cfg.save_weights, OmegaConf.to_container(cfg.model, resolve=True),
                      {"dataset": source.name, "epochs": metrics["epochs"], "seed": cfg.seed})
@@ -123,7 +126,8 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
-def summarise(cfg, source, source_cache, key: str, trainable, per_image, trainer, n_train: int, duration: float) -> dict:
+def summarise(cfg, source, source_cache, key: str, weights: str | None, trainable, per_image, trainer, n_train: int,
+              duration: float) -> dict:
     import statistics
 
     def mean(key):
@@ -138,7 +142,7 @@ def summarise(cfg, source, source_cache, key: str, trainable, per_image, trainer
         "fold": cfg.fold,
         "folds": cfg.folds,
         "trainable_blocks": list(trainable),
-        "n_blocks": 2 * int(cfg.model.get("levels", 4)) + 1,
+        "n_blocks": model_blocks(cfg),
         "dice": mean("dice"),
         "pixel_error": mean("pixel_error"),
         "adjusted_rand": mean("adjusted_rand"),
@@ -148,7 +152,7 @@ def summarise(cfg, source, source_cache, key: str, trainable, per_image, trainer
         "seed": cfg.seed,
         "split_seed": cfg.split_seed,
         "pretrained": str(cfg.pretrained) if cfg.pretrained else None,
-        "pretrained_sha256": pretrained_digest(cfg),
+        "pretrained_sha256": weights,
         "image_size": source.image_size,
         "width": cfg.model.width,
         "batch_size": cfg.batch_size,
@@ -180,7 +184,7 @@ def started_from_other_weights(cfg: DictConfig, finished: dict) -> bool:
     return recorded is not None and current is not None and recorded != current
 
 
-def run_key(cfg: DictConfig, cache_folder: Path, trainable) -> str:
+def run_key(cfg: DictConfig, cache_folder: Path, trainable, weights: str | None) -> str:
     """What a run's numbers depend on. Two settings that train the same blocks the same way
     (shallow_to_deep k=9, deep_to_shallow k=9 and none) share a key, so a study runs them once."""
     from unet_transfer.data.cache import digest
@@ -191,11 +195,11 @@ def run_key(cfg: DictConfig, cache_folder: Path, trainable) -> str:
     trainer = plain(cfg.trainer)
     for cosmetic in ("enable_progress_bar", "enable_model_summary", "log_every_n_steps", "enable_checkpointing"):
         trainer.pop(cosmetic, None)
-    phases = resolve_phases(**freeze_settings(cfg), n_blocks=2 * int(cfg.model.get("levels", 4)) + 1)
+    phases = resolve_phases(**freeze_settings(cfg), n_blocks=model_blocks(cfg))
     return digest({"data": Path(cache_folder).name, "phases": [(p.epoch, p.trainable) for p in phases],
                    "fold": cfg.fold, "folds": cfg.folds, "split_seed": cfg.split_seed, "seed": cfg.seed,
                    "pretrained": str(cfg.pretrained) if cfg.pretrained else None,
-                   "pretrained_sha256": pretrained_digest(cfg), "model": plain(cfg.model),
+                   "pretrained_sha256": weights, "model": plain(cfg.model),
                    "optimizer": plain(cfg.optimizer), "augment": plain(cfg.augment), "batch_size": cfg.batch_size,
                    "trainer": trainer, "fast": plain(cfg.fast), "validate": cfg.validate, "trainable": list(trainable)})
 
