@@ -26,9 +26,9 @@ def test_a_single_run_writes_metrics_in_its_own_folder(tmp_path):
 def test_the_twelve_run_sweep_writes_twelve_results_with_the_right_settings(tmp_path):
     result = run_cli(["-m", "freeze=shallow_to_deep,deep_to_shallow", "k=1,5,9", "fold=0,1", *tiny(tmp_path)], cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    found = [json.loads(p.read_text()) for p in tmp_path.glob("multirun/*/*/*/metrics.json")]
+    found = [json.loads(p.read_text()) for p in (tmp_path / "multirun").rglob("metrics.json")]
     assert len(found) == 12
-    assert len({p.parent for p in tmp_path.glob("multirun/*/*/*/metrics.json")}) == 12
+    assert len({p.parent for p in (tmp_path / "multirun").rglob("metrics.json")}) == 12
     combos = {(m["direction"], m["k"], m["fold"]) for m in found}
     assert combos == {(d, k, f) for d in ("shallow_to_deep", "deep_to_shallow") for k in (1, 5, 9) for f in (0, 1)}
     for m in found:
@@ -44,7 +44,7 @@ def test_two_sweeps_started_in_the_same_second_do_not_collide(tmp_path):
                  for _ in range(2)]
     for p in processes:
         assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:]
-    assert len(list(tmp_path.glob("multirun/*/*/*/metrics.json"))) == 2
+    assert len(list((tmp_path / "multirun").rglob("metrics.json"))) == 2
 
 
 def test_bad_settings_fail_fast_with_one_clear_line(tmp_path):

@@ -1,8 +1,10 @@
 import pytest
 
+from unet_transfer.blocks import Blocks, canonical_direction
 from unet_transfer.errors import ConfigError
-from unet_transfer.freeze import FreezeSchedule
-from unet_transfer.schedule import canonical_direction, trainable_blocks
+from unet_transfer.training.freeze import FreezeSchedule
+
+trainable_blocks = Blocks().trainable  # the paper's 9-block U-Net
 
 
 def test_directions_follow_the_design_card():
@@ -32,10 +34,10 @@ def test_unknown_block_and_direction_are_refused():
 
 def test_phases_may_only_unfreeze_in_increasing_epochs():
     schedule = FreezeSchedule("deep_to_shallow", 1, phases=[{"epoch": 2, "direction": "expanding"}, {"epoch": 4, "direction": "none"}])
-    phases = schedule.resolve(9)
+    phases = schedule.resolve(Blocks())
     assert [p.trainable for p in phases] == [(9,), (6, 7, 8, 9), tuple(range(1, 10))]
-    assert schedule.phase_at(3, 9).trainable == (6, 7, 8, 9)
+    assert schedule.phase_at(3, Blocks()).trainable == (6, 7, 8, 9)
     with pytest.raises(ConfigError, match="re-freeze"):
-        FreezeSchedule("none", phases=[{"epoch": 1, "direction": "shallow_to_deep", "k": 2}]).resolve(9)
+        FreezeSchedule("none", phases=[{"epoch": 1, "direction": "shallow_to_deep", "k": 2}]).resolve(Blocks())
     with pytest.raises(ConfigError, match="increasing"):
-        FreezeSchedule("blocks", blocks=[1], phases=[{"epoch": 0, "direction": "none"}]).resolve(9)
+        FreezeSchedule("blocks", blocks=[1], phases=[{"epoch": 0, "direction": "none"}]).resolve(Blocks())

@@ -21,13 +21,19 @@ def sweep(tmp_path, *overrides, timeout=300):
 
 
 def finished_runs(folder):
-    return {p.parent: json.loads(p.read_text()) for p in folder.glob("*/metrics.json")}
+    return {p.parent: json.loads(p.read_text()) for p in folder.rglob("metrics.json")}
+
+
+def the_sweep(study):
+    """The sweep's folder (below the study, named by its fixed settings): it holds multirun.yaml."""
+    (found,) = [p.parent for p in study.rglob("multirun.yaml")]
+    return found
 
 
 def test_a_sweep_runs_through_submitit_each_run_in_its_own_folder_of_the_sweep(tmp_path):
     result = sweep(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
                    "study=through_submitit", "freeze=shallow_to_deep", "k=1,5,9", "trainer.limit_train_batches=2")
-    folder = tmp_path / "multirun" / "through_submitit"
+    folder = the_sweep(tmp_path / "multirun" / "through_submitit")
     runs = finished_runs(folder)
     assert len(runs) == 3 and len({path.name for path in runs}) == 3
     assert all(path.parent == folder for path in runs)
@@ -72,7 +78,7 @@ def test_sweeps_run_two_at_once_by_default_and_a_single_run_gets_every_core(tmp_
 
 
 def test_workers_are_capped_at_the_number_of_runs():
-    from hydra_plugins.unet_transfer_launchers.parallel import workers_for
+    from hydra_plugins.unet_transfer.parallel import workers_for
 
     assert workers_for(2, runs=54, cores=2) == 2
     assert workers_for(2, runs=1, cores=2) == 1

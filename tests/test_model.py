@@ -2,8 +2,9 @@ import pytest
 import torch
 from torch import nn
 
+from unet_transfer.blocks import Blocks
 from unet_transfer.errors import ConfigError
-from unet_transfer.model import UNet, block_names
+from unet_transfer.model import UNet
 
 
 def n_params(model):
@@ -22,7 +23,7 @@ def test_paper_text_variant_drops_only_the_extra_conv():
 def test_blocks_are_ordered_by_depth_and_the_head_belongs_to_block_9():
     model = UNet(width=4)
     assert model.block_names == ("enc1", "enc2", "enc3", "enc4", "bottleneck", "dec4", "dec3", "dec2", "dec1")
-    assert model.block_names == block_names(4)
+    assert model.block_names == Blocks(4).names
     head_keys = [k for k in model.state_dict() if ".head." in k]
     assert head_keys and all(model.block_of_parameter(k) == 9 for k in head_keys)
     assert model.block_of_parameter("blocks.enc2.1.weight") == 2

@@ -6,10 +6,10 @@ import subprocess
 
 import torch
 
-from unet_transfer import pretrain
-from unet_transfer.checkpoint import save_weights, weights_digest
 from unet_transfer.model import UNet
-from unet_transfer.run import run
+from unet_transfer.study import pretrain
+from unet_transfer.training.checkpoint import save_weights, weights_digest
+from unet_transfer.training.run import run
 
 
 def fake_pretraining(monkeypatch, calls):

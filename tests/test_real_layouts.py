@@ -5,7 +5,16 @@ import logging
 import pytest
 from layouts import write_busi, write_ecssd, write_folder
 
-from unet_transfer.run import prepare, run
+from unet_transfer.training.build import build_datamodule
+from unet_transfer.training.run import run
+
+
+def prepare(cfg):
+    """The run's fold, as its DataModule sets it up (cache, then splits)."""
+    datamodule = build_datamodule(cfg)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule.data, datamodule.held_out
 
 
 def test_busi_run_merges_masks_excludes_normal_and_reads_the_cache_the_second_time(make_cfg, tmp_path, caplog):
@@ -17,7 +26,7 @@ def test_busi_run_merges_masks_excludes_normal_and_reads_the_cache_the_second_ti
     assert "preprocessing into cache" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        _, data, _, held_out, _ = prepare(make_cfg(*overrides, "fold=1", name="second"))
+        data, held_out = prepare(make_cfg(*overrides, "fold=1", name="second"))
     assert "read 10 images from cache" in caplog.text and "preprocessing" not in caplog.text
     assert not any(i.startswith("normal") for i in data.ids) and len(held_out) == 5
     # the two-mask lesion is one sample whose mask is the union
@@ -26,7 +35,7 @@ def test_busi_run_merges_masks_excludes_normal_and_reads_the_cache_the_second_ti
 
 def test_the_folds_are_stratified_by_busi_class(make_cfg, tmp_path):
     root = write_busi(tmp_path / "busi", benign=6, malignant=4, normal=0)
-    _, data, _, held_out, _ = prepare(make_cfg("dataset=busi", f"dataset.root={root}", "dataset.image_size=16", "folds=2"))
+    data, held_out = prepare(make_cfg("dataset=busi", f"dataset.root={root}", "dataset.image_size=16", "folds=2"))
     assert sum(data.labels[data.ids.index(i)] == "malignant" for i in held_out) == 2
 
 

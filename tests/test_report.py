@@ -17,7 +17,7 @@ from unet_transfer.data.arrays import SegmentationSet
 from unet_transfer.data.cache import save_set
 from unet_transfer.report import NoRunsError, write_report
 from unet_transfer.report.collect import find_runs
-from unet_transfer.report.figures import choose_examples
+from unet_transfer.report.examples import choose_examples
 from unet_transfer.report.stats import format_p, holm, paired_test, rank_biserial
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,9 +171,9 @@ def find(rows, **match):
 @pytest.fixture
 def no_fig4(monkeypatch):
     """Skip drawing the score-vs-blocks figures (slow) where a test does not look at them."""
-    from unet_transfer.report import figures
+    from unet_transfer.report import fig4
 
-    monkeypatch.setattr(figures, "plot_metric_vs_blocks", lambda rows, metric, path: None)
+    monkeypatch.setattr(fig4, "plot_metric_vs_blocks", lambda rows, metric, path: None)
 
 
 @pytest.fixture(scope="module")
@@ -452,7 +452,14 @@ def test_cli_writes_and_prints(tmp_path, capsys):
 
 
 def test_the_block_count_comes_from_the_runs_metrics_when_recorded():
-    from unet_transfer.report.collect import n_blocks_of, path_role
+    from unet_transfer.blocks import Blocks
+    from unet_transfer.report.collect import layout_of
+
+    def n_blocks_of(runs, dataset):
+        return layout_of(runs, dataset).n
+
+    def path_role(direction, k, n_blocks):
+        return Blocks.counted(n_blocks).path_of(direction, k)
 
     # A 3-level U-Net (7 blocks), shallow-to-deep runs only: nothing to infer the count from.
     runs = [{"dataset": "d", "direction": "shallow_to_deep", "k": k, "trainable_blocks": list(range(1, k + 1)),

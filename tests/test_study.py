@@ -21,15 +21,15 @@ def test_a_killed_sweep_restarted_finishes_without_losing_or_repeating_runs(tmp_
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sweep = tmp_path / "multirun" / "resumable"
     deadline = time.time() + 240
-    while len(list(sweep.glob("*/metrics.json"))) < 2 and time.time() < deadline and process.poll() is None:
+    while len(list(sweep.rglob("metrics.json"))) < 2 and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)  # like Ctrl-C twice, or a lost node
     process.wait()
-    finished = {p.parent.name: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")}
+    finished = {p.parent.relative_to(sweep): p.stat().st_mtime_ns for p in sweep.rglob("metrics.json")}
     assert 2 <= len(finished) < 6
     result = subprocess.run(sweep_command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    after = {p.parent.name: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")}
+    after = {p.parent.relative_to(sweep): p.stat().st_mtime_ns for p in sweep.rglob("metrics.json")}
     assert len(after) == 6
     assert all(after[name] == mtime for name, mtime in finished.items())  # not run again
     assert result.stderr.count("Skipping") + result.stdout.count("Skipping") == len(finished)
@@ -47,7 +47,7 @@ def test_one_command_runs_a_whole_study_with_pretraining_references_and_report(t
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     study = tmp_path / "multirun" / "tiny_demo"
     assert (tmp_path / "ckpt" / "demo_synthetic_natural_w4_32.pt").exists()  # pretrained on demand
-    runs = [json.loads(p.read_text()) for p in study.glob("*/metrics.json")]
+    runs = [json.loads(p.read_text()) for p in study.rglob("metrics.json")]
     # 2 directions x k in {4, 5, 9} on fold 0, plus the from-scratch and pretrained-only references
     assert len(runs) == 8
     assert sum(r["pretrained"] is None for r in runs) == 1 and sum(r["epochs"] == 0 for r in runs) == 1
@@ -57,7 +57,7 @@ def test_one_command_runs_a_whole_study_with_pretraining_references_and_report(t
 
 
 def test_the_report_is_logged_to_a_wandb_summary_run(tmp_path, monkeypatch):
-    from unet_transfer.study import log_report_to_wandb
+    from unet_transfer.study.runner import log_report_to_wandb
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_SILENT", "true")

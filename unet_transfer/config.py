@@ -1,4 +1,10 @@
-"""Hydra glue: resolvers used by conf/ for output folders that never collide and stay readable."""
+"""Hydra glue: where the configs are, the resolvers they use, and composing a config in code.
+
+The configs live in the repository's top-level `conf/`; a wheel ships the same files inside
+the package (`unet_transfer/conf`, mapped in pyproject.toml), so the commands work from any
+folder. A user's own config folder joins the search path with `--config-dir DIR` (or
+`hydra.searchpath=[file://DIR]`): its `dataset/mine.yaml` is then `dataset=mine`.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,44 @@ import hashlib
 import os
 import re
 import secrets
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
+PACKAGE_DIR = Path(__file__).resolve().parent
 TOKEN_VARIABLE = "UNET_TRANSFER_RUN_TOKEN"
-CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+
+
+def config_dir() -> Path:
+    """The installed package's configs, or the checkout's top-level conf/."""
+    for candidate in (PACKAGE_DIR / "conf", PACKAGE_DIR.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"No configs found beside {PACKAGE_DIR}: reinstall unet-transfer (pip install .).")
+
+
+CONF_DIR = str(config_dir())
+
+
+def searchpath_override(extra_dirs) -> list[str]:
+    """The override that adds users' config folders to Hydra's search path (none: no override)."""
+    dirs = [f"file://{Path(d).resolve()}" for d in extra_dirs or ()]
+    return [f"hydra.searchpath=[{','.join(dirs)}]"] if dirs else []
+
+
+def compose_config(overrides: list[str], extra_dirs=()):
+    """The config a run with these overrides gets, composed in this process (no Hydra run)."""
+    from hydra import compose, initialize_config_dir
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=[*searchpath_override(extra_dirs), *overrides])
+
+
+def experiments(extra_dirs=()) -> list[str]:
+    """Names of the experiment configs (the package's and the user's)."""
+    folders = [Path(CONF_DIR), *map(Path, extra_dirs or ())]
+    return sorted({p.stem for folder in folders for p in (folder / "experiment").glob("*.yaml")})
 
 
 def process_token() -> str:
@@ -32,44 +71,31 @@ def path_safe(text: str, limit: int = 120) -> str:
     return text
 
 
-def native_bf16() -> bool:
-    """bf16 pays off only where the hardware computes it natively: recent GPUs, and CPUs with
-    AVX512-BF16 or AMX. Elsewhere (e.g. AVX2 CPUs) bf16 autocast is several times slower."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = next((line for line in handle if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
-
-
-def fast_precision() -> str:
-    """The default `trainer.precision` (`${fast_precision:}`): bf16 mixed where native, else fp32."""
-    return "bf16-mixed" if native_bf16() else "32-true"
-
-
-def gpu_present() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def loader_workers() -> int:
-    """The default `loader.num_workers` (`${loader_workers:}`): none on a CPU, where the data sit in
-    memory and a worker would take a core from the convolutions; on a GPU, up to 4 processes
-    that augment the next batches while the device trains (never all the cores)."""
-    if not gpu_present():
-        return 0
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
-
-
 def register_resolvers() -> None:
+    from unet_transfer import hardware
+
     OmegaConf.register_new_resolver("token", process_token, replace=True)
-    OmegaConf.register_new_resolver("fast_precision", fast_precision, replace=True)
+    OmegaConf.register_new_resolver("fast_precision", hardware.fast_precision, replace=True)
     OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)
-    OmegaConf.register_new_resolver("gpu_present", gpu_present, replace=True)
-    OmegaConf.register_new_resolver("loader_workers", loader_workers, replace=True)
+    OmegaConf.register_new_resolver("gpu_present", hardware.gpu_present, replace=True)
+    OmegaConf.register_new_resolver("loader_workers", hardware.loader_workers, replace=True)
+
+
+def user_config_dirs() -> list[str]:
+    """Config folders the running Hydra job was given besides the package's (`--config-dir`,
+    `hydra.searchpath`), so the sub-runs it starts (pretraining) see the user's configs too."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [source.path for source in HydraConfig.get().runtime.config_sources
+            if source.schema == "file" and Path(source.path).resolve() != Path(CONF_DIR).resolve()
+            and source.provider in ("command-line", "hydra.searchpath in command-line", "hydra.searchpath in main")]
+
+
+def experiment_file(name: str, extra_dirs=()) -> Path | None:
+    """The yaml of experiment `name`, the user's folders first (they may shadow ours)."""
+    for folder in [*map(Path, extra_dirs or ()), Path(CONF_DIR)]:
+        if (folder / "experiment" / f"{name}.yaml").is_file():
+            return folder / "experiment" / f"{name}.yaml"
+    return None

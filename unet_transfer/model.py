@@ -1,8 +1,8 @@
 """The up-sampling U-Net of the paper, built as an ordered list of named blocks.
 
-Blocks are the vocabulary of the whole project: freezing, analysis and reports speak of block
-1 (enc1, shallowest) to block 9 (dec1, deepest), in the order of the longest path from the
-input. The layout follows the Keras U-Net that papers of that time used (DESIGN section 2).
+The blocks (unet_transfer.blocks) are the vocabulary of the whole project: freezing, analysis
+and reports speak of block 1 (enc1, shallowest) to block 9 (dec1, deepest). The layout follows
+the Keras U-Net that papers of that time used (docs/study.md).
 """
 
 from __future__ import annotations
@@ -13,16 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unet_transfer.blocks import Blocks
 from unet_transfer.errors import ConfigError
 
 DROPOUT_SITES = ("bottleneck", "deepest_encoder")
-
-
-def block_names(levels: int = 4) -> tuple[str, ...]:
-    """enc1..encL, bottleneck, decL..dec1: the depth order of DESIGN section 3."""
-    encoders = tuple(f"enc{i}" for i in range(1, levels + 1))
-    decoders = tuple(f"dec{i}" for i in range(levels, 0, -1))
-    return (*encoders, "bottleneck", *decoders)
 
 
 def _conv3x3(in_channels: int, out_channels: int, norm: str) -> list[nn.Module]:
@@ -125,11 +119,12 @@ class UNet(nn.Module):
         if levels < 1 or width < 1:
             raise ConfigError(f"model.levels={levels} and model.width={width} must both be >= 1")
         self.levels = levels
-        names = block_names(levels)
-        channels = [width * 2**i for i in range(levels + 1)]
+        self.layout = Blocks(levels)
+        channels = [width * 2**i for i in range(levels)]  # per level; the bottleneck doubles the deepest
+        bottom = 2 * channels[-1]
         blocks: dict[str, nn.Module] = {}
         for i in range(levels):
-            blocks[names[i]] = EncoderBlock(
+            blocks[f"enc{i + 1}"] = EncoderBlock(
                 in_channels if i == 0 else channels[i - 1],
                 channels[i],
                 pool=i > 0,
@@ -137,26 +132,25 @@ class UNet(nn.Module):
                 norm=norm,
             )
         blocks["bottleneck"] = EncoderBlock(
-            channels[levels - 1], channels[levels], pool=True,
-            dropout=dropout if "bottleneck" in dropout_at else 0.0, norm=norm,
+            channels[-1], bottom, pool=True, dropout=dropout if "bottleneck" in dropout_at else 0.0, norm=norm,
         )
         for i in range(levels - 1, -1, -1):
-            name = f"dec{i + 1}"
+            below = bottom if i == levels - 1 else channels[i + 1]
             if i == 0:
-                blocks[name] = OutputBlock(channels[1], channels[0], channels[0], norm, extra_conv)
+                blocks["dec1"] = OutputBlock(below, channels[0], channels[0], norm, extra_conv)
             else:
-                blocks[name] = DecoderBlock(channels[i + 1], channels[i], channels[i], norm)
-        self.blocks = nn.ModuleDict(blocks)
+                blocks[f"dec{i + 1}"] = DecoderBlock(below, channels[i], channels[i], norm)
+        self.blocks = nn.ModuleDict({name: blocks[name] for name in self.layout.names})
         self.frozen_blocks: frozenset[int] = frozenset()
         self.reset_parameters()
 
     @property
     def block_names(self) -> tuple[str, ...]:
-        return tuple(self.blocks.keys())
+        return self.layout.names
 
     @property
     def n_blocks(self) -> int:
-        return len(self.blocks)
+        return self.layout.n
 
     def block(self, number: int) -> nn.Module:
         """Block by its 1-based depth number."""
@@ -177,7 +171,7 @@ class UNet(nn.Module):
     def set_frozen_blocks(self, frozen: set[int] | frozenset[int]) -> None:
         """Freeze these blocks (1-based): no gradient, and normalisation held in eval mode."""
         self.frozen_blocks = frozenset(frozen)
-        for number in range(1, self.n_blocks + 1):
+        for number in self.layout.numbers:
             for p in self.block(number).parameters():
                 p.requires_grad_(number not in self.frozen_blocks)
         self.train(self.training)

@@ -63,6 +63,23 @@ def load_set(folder: Path) -> SegmentationSet:
     return SegmentationSet(np.asarray(images), masks, tuple(index["ids"]), labels)
 
 
+def build_entry(folder: Path, name: str, key: dict, build: Callable[[], SegmentationSet]) -> SegmentationSet:
+    start = time.perf_counter()
+    log.info("Dataset %s: preprocessing into cache %s", name, folder)
+    data = build()
+    save_set(folder, data, key)
+    log.info("Dataset %s: cached %d images in %.1f s; later runs read the cache", name, len(data), time.perf_counter() - start)
+    return data
+
+
+def ensure_cached(cache_dir: Path | str, name: str, key: dict, build: Callable[[], SegmentationSet]) -> Path:
+    """The cache folder for `key`, built (and stored) if it is not there yet; nothing is read."""
+    folder = cache_folder(cache_dir, name, key)
+    if not (folder / "index.json").exists():
+        build_entry(folder, name, key, build)
+    return folder
+
+
 def cached_set(
     cache_dir: Path | str, name: str, key: dict, build: Callable[[], SegmentationSet]
 ) -> tuple[SegmentationSet, Path]:
@@ -73,9 +90,4 @@ def cached_set(
         data = load_set(folder)
         log.info("Dataset %s: read %d images from cache %s (%.2f s)", name, len(data), folder, time.perf_counter() - start)
         return data, folder
-    start = time.perf_counter()
-    log.info("Dataset %s: preprocessing into cache %s", name, folder)
-    data = build()
-    save_set(folder, data, key)
-    log.info("Dataset %s: cached %d images in %.1f s; later runs read the cache", name, len(data), time.perf_counter() - start)
-    return data, folder
+    return build_entry(folder, name, key, build), folder

@@ -1,8 +1,14 @@
 """Serves one cross-validation fold of a SegmentationSet: training rows (augmented) and the
-held-out rows (never augmented, scored at the end)."""
+held-out rows (never augmented, scored at the end).
+
+`SegmentationDataModule` serves a given set and held-out ids. `FoldDataModule` is what a run
+builds from its config, following Lightning's contract: `prepare_data` fills the
+preprocessing cache (once), `setup` reads it and takes the fold from the shared splits.json.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,9 +18,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from unet_transfer.data import augment as augmentation
+from unet_transfer.data import splits
 from unet_transfer.data.arrays import SegmentationSet
 from unet_transfer.data.cache import cached_set
 from unet_transfer.errors import ConfigError
+
+log = logging.getLogger("unet_transfer")
 
 
 class ArrayDataset(Dataset):
@@ -55,22 +64,29 @@ class SegmentationDataModule(pl.LightningDataModule):
         offline_cache: folder to keep offline expansions in (built once per fold and seed).
     """
 
-    def __init__(self, data: SegmentationSet, held_out: Sequence[str], batch_size: int = 8,
+    def __init__(self, data: SegmentationSet | None, held_out: Sequence[str] = (), batch_size: int = 8,
                  augment: dict | None = None, seed: int = 0, num_workers: int = 0, pin_memory: bool = False,
                  persistent_workers: bool = False, offline_cache: Path | None = None):
         super().__init__()
-        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.batch_size, self.seed = batch_size, seed
         self.augment = dict(augment or {"mode": "none"})
         if self.augment.get("mode", "none") not in augmentation.MODES:
             raise ConfigError(f"augment.mode={self.augment.get('mode')!r}; use one of {list(augmentation.MODES)}.")
         self.loader_options = {"num_workers": num_workers, "pin_memory": pin_memory,
                                "persistent_workers": persistent_workers and num_workers > 0,
                                "worker_init_fn": seed_worker_transform if num_workers > 0 else None}
-        self.offline_cache = offline_cache
+        self.data: SegmentationSet | None = None
+        self._train: ArrayDataset | None = None
+        if data is not None:
+            self.assign(data, held_out, offline_cache)
+
+    def assign(self, data: SegmentationSet, held_out: Sequence[str], offline_cache: Path | None = None) -> None:
+        """Serve `data` with the ids in `held_out` as the held-out fold."""
+        self.data, self.offline_cache, self.held_out = data, offline_cache, list(held_out)
         held = set(held_out)
         self.test_rows = np.array([i for i, sample_id in enumerate(data.ids) if sample_id in held])
         self.train_rows = np.array([i for i, sample_id in enumerate(data.ids) if sample_id not in held])
-        self._train: ArrayDataset | None = None
+        self._train = None
 
     def _transform_settings(self) -> dict:
         return {k: v for k, v in self.augment.items() if k not in ("mode", "total")}
@@ -123,4 +139,35 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.test_dataset(), batch_size=self.batch_size, shuffle=False, **self.loader_options)
+
+
+class FoldDataModule(SegmentationDataModule):
+    """One fold of a dataset source (unet_transfer.sources), cached and split as a study needs.
+
+    Args:
+        source: has `prepare(cache_dir)` (fill the cache) and `load(cache_dir) -> (SegmentationSet,
+            cache folder)` (unet_transfer.sources).
+        cache_dir: the preprocessing cache (shared by every run of a study).
+        fold, folds, split_seed: which held-out fold of which k-fold split.
+        options: the SegmentationDataModule settings (batch_size, augment, seed, loader).
+    """
+
+    def __init__(self, source, cache_dir: Path | str, fold: int, folds: int, split_seed: int, **options):
+        super().__init__(None, **options)
+        self.source, self.cache_dir = source, Path(cache_dir)
+        self.fold, self.folds, self.split_seed = fold, folds, split_seed
+        self.cache_folder: Path | None = None
+
+    def prepare_data(self) -> None:
+        self.source.prepare(self.cache_dir)  # decode and resize once; later runs read the cache
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is not None:
+            return
+        data, self.cache_folder = self.source.load(self.cache_dir)
+        held_out = splits.load_or_create(self.cache_folder / "splits.json", data.ids, self.folds, self.split_seed,
+                                         data.labels)[self.fold]
+        self.assign(data, held_out, offline_cache=self.cache_folder)
+        log.info("Fold %d/%d of %s: %d train / %d held-out images", self.fold, self.folds, self.source.name,
+                 len(self.train_rows), len(self.test_rows))
 

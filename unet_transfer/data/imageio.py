@@ -72,9 +72,7 @@ def _read_pil(path: Path) -> np.ndarray:
                 return np.array(im.convert("L"))
             if mode in ("LA", "La"):
                 return np.array(im.getchannel(0))
-            if mode in ("RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr"):
-                return np.array(im.convert("RGB").convert("L"))
-            # Rare modes (LAB, HSV, I;16 variants Pillow names differently): go through RGB.
+            # Colour (RGB, RGBA, P, CMYK, YCbCr, ...) and rare modes (LAB, HSV): luminance via RGB.
             return np.array(im.convert("RGB").convert("L"))
     except FileNotFoundError as e:
         raise DatasetError(

@@ -7,15 +7,14 @@ held-out sets.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from unet_transfer.errors import ConfigError, DatasetError
+from unet_transfer.files import atomic_write_text, file_lock
 
 
 def kfold(ids: Sequence[str], folds: int, seed: int, labels: Sequence[str] | None = None) -> list[list[str]]:
@@ -41,18 +40,14 @@ def kfold(ids: Sequence[str], folds: int, seed: int, labels: Sequence[str] | Non
 def load_or_create(path: Path, ids: Sequence[str], folds: int, seed: int, labels: Sequence[str] | None = None) -> list[list[str]]:
     """Folds from `path` (a splits.json shared by all runs on this dataset), created on first use."""
     name = f"{folds}-fold seed {seed}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(path.with_suffix(".lock")):
         stored = json.loads(path.read_text()) if path.exists() else {}
         entry = stored.get(name)
         if entry is not None and sorted(entry["ids"]) == sorted(ids):
             return entry["held_out"]
         held_out = kfold(ids, folds, seed, labels)
         stored[name] = {"folds": folds, "seed": seed, "ids": sorted(ids), "held_out": held_out}
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(stored, indent=1))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(stored, indent=1))
         return held_out
 
 

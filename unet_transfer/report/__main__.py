@@ -1,4 +1,4 @@
-"""python -m unet_transfer.report DIR [--folds 5] [--out OUTDIR]"""
+"""unet-transfer report DIR [--folds 5] [--out OUTDIR]  (python -m unet_transfer.report)"""
 
 from __future__ import annotations
 
@@ -6,21 +6,10 @@ import argparse
 import logging
 import sys
 
-DESCRIPTIONS = {
-    "summary.md": "results tables (contracting vs expanding, k table), warnings",
-    "summary.csv": "mean ± std per configuration",
-    "stats.md": "paired Wilcoxon comparisons",
-    "epoch_check.md": "change of Dice between epoch counts",
-    "dice_vs_blocks.png": "Fig. 4, Dice vs number of fine-tuned blocks",
-    "pixel_error_vs_blocks.png": "pixel error vs number of fine-tuned blocks",
-    "adjusted_rand_vs_blocks.png": "adjusted Rand vs number of fine-tuned blocks",
-    "examples.png": "Fig. 3, example segmentations",
-}
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m unet_transfer.report",
+        prog="unet-transfer report",
         description="Aggregate every finished run (metrics.json) below DIR: tables, figures.",
     )
     parser.add_argument("dir", metavar="DIR", help="folder searched recursively for run folders")
@@ -40,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
     from unet_transfer.report import NoRunsError, write_report
+    from unet_transfer.report.registry import DESCRIPTIONS
 
     try:
         paths = write_report(args.dir, args.out, args.folds)

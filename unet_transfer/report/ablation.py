@@ -11,7 +11,9 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from unet_transfer.results import atomic_write_text
+from unet_transfer.blocks import Blocks
+from unet_transfer.files import atomic_write_text
+from unet_transfer.report.registry import Report, entry
 
 
 def swept_settings(runs: list[dict]) -> list[str]:
@@ -26,8 +28,8 @@ def swept_settings(runs: list[dict]) -> list[str]:
 
 def gap_rows(runs: list[dict], setting: str) -> list[dict]:
     """Per setting value: mean Dice of contracting and expanding, and their paired gap."""
-    n_blocks = max((b for r in runs for b in r.get("trainable_blocks", [])), default=9)
-    contracting, expanding = ("shallow_to_deep", (n_blocks + 1) // 2), ("deep_to_shallow", (n_blocks - 1) // 2)
+    layout = Blocks.counted(max((b for r in runs for b in r.get("trainable_blocks", [])), default=Blocks().n))
+    contracting, expanding = layout.path_k("contracting"), layout.path_k("expanding")
     dice: dict[tuple, dict[int, float]] = defaultdict(dict)
     for run in runs:
         value = (run.get("dataset_settings") or {}).get(setting)
@@ -51,6 +53,11 @@ def gap_rows(runs: list[dict], setting: str) -> list[dict]:
     return rows
 
 
+@entry("setting_gaps", order=70)
+def write_setting_gaps_entry(report: Report, out: Path) -> dict[str, Path]:
+    return write_setting_gaps(report.runs, out)
+
+
 def write_setting_gaps(runs: list[dict], out: Path) -> dict[str, Path]:
     """<setting>_gap.md and <setting>_gap.png for every swept dataset setting."""
     written: dict[str, Path] = {}
@@ -71,12 +78,10 @@ def write_setting_gaps(runs: list[dict], out: Path) -> dict[str, Path]:
 
 
 def plot_gap(rows: list[dict], setting: str, path: Path) -> Path:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig = Figure(figsize=(5, 3.6))
+    ax = fig.subplots()
     x = [r["value"] for r in rows]
     ax.errorbar(x, [r["gap"] for r in rows], yerr=[0 if r["gap_std"] != r["gap_std"] else r["gap_std"] for r in rows],
                 marker="o", capsize=4, color="#1f77b4")
@@ -86,5 +91,4 @@ def plot_gap(rows: list[dict], setting: str, path: Path) -> Path:
     ax.set_title(f"Direction gap against {setting}")
     fig.tight_layout()
     fig.savefig(path, dpi=150)
-    plt.close(fig)
     return path

@@ -1,16 +1,21 @@
-"""Find the finished runs below a folder and load them as plain dicts.
+"""Find the finished runs below a folder and load them as plain dicts, keyed by configuration.
 
 Reads files only, writes none. A run is a folder holding `metrics.json` (written last and
 atomically, so it marks a completed run); `per_image.csv` and `predictions.npz` beside it are
 loaded or located when present. Folders that look like runs (a Hydra `.hydra` folder, a
 `per_image.csv` or a `predictions.npz`) but lack `metrics.json` are counted as unfinished.
 
+A configuration is what the paper's tables call one (dataset, role, k, blocks, pretrained or
+not, epochs) plus its `variant`: every other recorded setting (metrics.json `settings`) whose
+value differs among the dataset's runs. So a sweep over a setting the report has never heard
+of (`optimizer.lr=1e-4,1e-3`, a new config group) gives separate rows, labelled by it.
+
 Every run dict carries the keys of its metrics.json plus:
 
 - `path` (Path of the run folder), `relpath` (str, relative to the searched folder), `mtime`
 - `direction`: canonical ("contracting"/"expanding" become the two directions)
-- `has_pretrained` (bool), `role` (see ROLES), `key` (the configuration, see `config_key`)
-- `per_image`: list of {"id", "dice", "pixel_error", "adjusted_rand"} or None
+- `has_pretrained` (bool), `role` (see ROLES), `key` (a ConfigKey)
+- `per_image`: list of {"id", <metric>: value} or None
 - `predictions`: Path of predictions.npz or None
 """
 
@@ -20,11 +25,13 @@ import csv
 import json
 import math
 import os
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-from unet_transfer.results import METRICS
-from unet_transfer.schedule import canonical_direction
+from unet_transfer.blocks import SWEPT_DIRECTIONS, Blocks, canonical_direction, span
+from unet_transfer.metrics import METRICS
 
 REQUIRED = ("dataset", "direction", "k", "fold", "epochs", *METRICS)
 
@@ -38,9 +45,22 @@ ROLES = {
     "pretrained_only": "Pretrained only (no fine-tuning)",
     "untrained": "Untrained (random weights, no training)",
 }
-DIRECTIONAL = ("shallow_to_deep", "deep_to_shallow")
-REFERENCE = ("all_blocks", "scratch", "pretrained_only", "untrained")
+UNTRAINED_ROLES = ("pretrained_only", "untrained")
+# Settings the roles and columns already say: the dataset, whether it started pretrained, epochs.
+AXIS_SETTINGS = ("dataset.name", "trainer.max_epochs")
 _SKIP_DIRS = {".hydra", "lightning_logs", "wandb", "__pycache__", "checkpoints"}
+
+
+class ConfigKey(NamedTuple):
+    """The runs of one configuration differ only in fold and seed."""
+
+    dataset: str
+    role: str
+    k: int
+    blocks: tuple | None
+    has_pretrained: bool
+    epochs: int
+    variant: tuple = ()  # ((setting, value), ...) of the settings that differ within the dataset
 
 
 @dataclass
@@ -58,20 +78,49 @@ def role_of(direction: str, has_pretrained: bool, epochs: int) -> str:
         return "pretrained_only" if has_pretrained else "untrained"
     if direction == "none":
         return "all_blocks" if has_pretrained else "scratch"
-    return direction if direction in DIRECTIONAL else "blocks"
+    return direction if direction in SWEPT_DIRECTIONS else "blocks"
 
 
-def config_key(run: dict) -> tuple:
-    """(dataset, role, k, blocks, has_pretrained, epochs): runs that differ only in fold and seed.
-
-    Without training (epochs 0) the freeze setting changes nothing, so all such runs of one
-    dataset are one configuration; an explicit block list is part of its configuration.
-    """
+def config_key(run: dict, variant: tuple = ()) -> ConfigKey:
+    """The run's configuration. Without training (epochs 0) the freeze setting changes nothing,
+    so all such runs of one dataset are one configuration; an explicit block list is part of
+    its configuration."""
     role = run["role"]
-    if role in ("pretrained_only", "untrained"):
-        return (run["dataset"], role, 0, None, run["has_pretrained"], 0)
+    if role in UNTRAINED_ROLES:
+        return ConfigKey(run["dataset"], role, 0, None, run["has_pretrained"], 0, variant)
     blocks = tuple(run.get("trainable_blocks") or ()) if role == "blocks" else None
-    return (run["dataset"], role, int(run["k"]), blocks, run["has_pretrained"], int(run["epochs"]))
+    return ConfigKey(run["dataset"], role, int(run["k"]), blocks, run["has_pretrained"], int(run["epochs"]), variant)
+
+
+def _hashable(value):
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
+
+
+def variant_settings(runs: list[dict]) -> dict[str, set]:
+    """Per dataset, the recorded settings whose values differ among its runs (beyond the axes the
+    roles say). `pretrained` counts only when pretrained runs started from different checkpoints."""
+    by_dataset: dict[str, list[dict]] = defaultdict(list)
+    for run in runs:
+        if run.get("settings") is not None:  # runs of older versions record none
+            by_dataset[run["dataset"]].append(run)
+    varying: dict[str, set] = {}
+    for dataset, group in by_dataset.items():
+        keys = {key for run in group for key in run["settings"]} - set(AXIS_SETTINGS)
+        varying[dataset] = {key for key in keys
+                            if len({_hashable(run["settings"].get(key)) for run in group
+                                    if key != "pretrained" or run["has_pretrained"]}) > 1}
+    return varying
+
+
+def assign_keys(runs: list[dict]) -> None:
+    """Give every run its ConfigKey (`key`), now that all runs of the study are known."""
+    varying = variant_settings(runs)
+    for run in runs:
+        settings = run.get("settings") or {}
+        keys = sorted(varying.get(run["dataset"], ()))
+        variant = tuple((key, _hashable(settings.get(key))) for key in keys
+                        if key != "pretrained" or run["has_pretrained"])
+        run["key"] = config_key(run, variant)
 
 
 def read_per_image(path: Path) -> list[dict]:
@@ -156,6 +205,7 @@ def find_runs(root: Path | str) -> Collection:
             found.unfinished.append(folder)
     found.runs.sort(key=lambda r: r["relpath"])
     found.unfinished.sort()
+    assign_keys(found.runs)
     return found
 
 
@@ -179,26 +229,10 @@ def deduplicate(runs: list[dict]) -> tuple[list[dict], list[str]]:
     return kept, warnings
 
 
-def block_range(blocks) -> str:
-    """(1, 2, 3, 5) -> '1–3, 5'."""
-    blocks = sorted(int(b) for b in blocks or ())
-    if not blocks:
-        return "–"
-    parts, start, prev = [], blocks[0], blocks[0]
-    for b in [*blocks[1:], None]:
-        if b is not None and b == prev + 1:
-            prev = b
-            continue
-        parts.append(str(start) if start == prev else f"{start}–{prev}")
-        if b is not None:
-            start = prev = b
-    return ", ".join(parts)
-
-
-def n_blocks_of(runs: list[dict], dataset: str) -> int:
-    """Blocks of the model a dataset's runs used: recorded in metrics.json (`n_blocks`), or, for
-    runs of older versions, inferred from them (9 when they cannot tell)."""
-    exact, at_least = [], [9]
+def layout_of(runs: list[dict], dataset: str) -> Blocks:
+    """The blocks of the model a dataset's runs used: recorded in metrics.json (`n_blocks`), or,
+    for runs of older versions, inferred from them (the paper's 9 when they cannot tell)."""
+    exact, at_least = [], [Blocks().n]
     for run in runs:
         if run["dataset"] != dataset:
             continue
@@ -207,29 +241,25 @@ def n_blocks_of(runs: list[dict], dataset: str) -> int:
         elif run["direction"] in ("deep_to_shallow", "none") and run.get("trainable_blocks"):
             exact.append(max(run["trainable_blocks"]))  # these always include the deepest block
         at_least.append(run["k"])
-    return max(exact) if exact else max(at_least)
+    return Blocks.counted(max(exact) if exact else max(at_least))
 
 
-def path_role(direction: str, k: int, n_blocks: int) -> str | None:
-    """'contracting' / 'expanding' when (direction, k) is that path of a model with n_blocks."""
-    levels = (n_blocks - 1) // 2
-    if direction == "shallow_to_deep" and k == levels + 1:
-        return "contracting"
-    if direction == "deep_to_shallow" and k == levels:
-        return "expanding"
-    return None
+def variant_words(variant: tuple) -> str:
+    """(('optimizer.lr', 0.001),) -> 'optimizer.lr=0.001'."""
+    return ", ".join(f"{key}={value}" for key, value in variant)
 
 
-def describe_key(key: tuple) -> str:
+def describe_key(key: ConfigKey) -> str:
     """A configuration in words, e.g. 'busi, shallow to deep k=3 (pretrained, 20 epochs)'."""
-    dataset, role, k, blocks, has_pretrained, epochs = key
-    if role in DIRECTIONAL:
-        what = f"{ROLES[role]} k={k}"
-    elif role == "blocks":
-        what = f"blocks {block_range(blocks)}"
+    if key.role in SWEPT_DIRECTIONS:
+        what = f"{ROLES[key.role]} k={key.k}"
+    elif key.role == "blocks":
+        what = f"blocks {span(key.blocks)}"
     else:
-        what = ROLES[role].lower() if role != "pretrained_only" else "pretrained only"
-    start = "pretrained" if has_pretrained else "from scratch"
-    if role in ("scratch", "all_blocks", "pretrained_only", "untrained"):
-        return f"{dataset}, {what}" + (f" ({epochs} epochs)" if epochs else "")
-    return f"{dataset}, {what} ({start}, {epochs} epochs)"
+        what = ROLES[key.role].lower() if key.role != "pretrained_only" else "pretrained only"
+    extra = f", {variant_words(key.variant)}" if key.variant else ""
+    start = "pretrained" if key.has_pretrained else "from scratch"
+    if key.role in ("scratch", "all_blocks", *UNTRAINED_ROLES):
+        epochs = f" ({key.epochs} epochs{extra})" if key.epochs else (f" ({extra[2:]})" if extra else "")
+        return f"{key.dataset}, {what}{epochs}"
+    return f"{key.dataset}, {what} ({start}, {key.epochs} epochs{extra})"

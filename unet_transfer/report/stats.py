@@ -13,17 +13,21 @@ import math
 import statistics
 import warnings
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 from scipy import stats as sps
 
-from unet_transfer.report.tables import METRIC_NAMES, _table, find_row, study_groups
-from unet_transfer.results import METRICS
+from unet_transfer.blocks import DIRECTION_SHORT
+from unet_transfer.files import atomic_write_text
+from unet_transfer.metrics import METRICS
+from unet_transfer.report.aggregate import find_row, group_words, path_rows, study_groups
+from unet_transfer.report.registry import Report, entry
+from unet_transfer.report.tables import markdown_table
 
 ZERO_METHOD = "wilcox"  # drop zero differences (their number is reported)
 TIE = 1e-12  # |difference| below this counts as zero
 MIN_PAIRS = 2  # below this (after dropping zeros) no test is run: "too few pairs"
-HIGHER_IS_BETTER = {"dice": True, "pixel_error": False, "adjusted_rand": True}
 
 
 def format_p(p: float | None) -> str:
@@ -135,7 +139,7 @@ def _num(value: float, digits: int = 3) -> str:
 def _favours(result: dict, metric: str, first: str, second: str) -> str:
     if result["n"] == 0 or math.isnan(result["mean"]) or result["mean"] == 0:
         return "–"
-    first_better = (result["mean"] > 0) == HIGHER_IS_BETTER[metric]
+    first_better = (result["mean"] > 0) == METRICS[metric].higher_is_better
     return first if first_better else second
 
 
@@ -164,12 +168,11 @@ def stats_markdown(rows: list[dict]) -> str:
     lines = [INTRO]
     found_any = False
     for dataset in sorted({r["dataset"] for r in rows}):
-        for has_pretrained, epochs in study_groups(rows, dataset):
-            section = _group_section(rows, dataset, has_pretrained, epochs)
+        for group in study_groups(rows, dataset):
+            section = _group_section(rows, group)
             if section:
                 found_any = True
-                start = "pretrained" if has_pretrained else "from scratch"
-                lines += [f"## {dataset} ({start}, {epochs} epochs)", "", *section]
+                lines += [f"## {dataset} ({group_words(group)})", "", *section]
     if not found_any:
         lines += [
             "No comparisons: no configuration has runs of both directions "
@@ -179,16 +182,20 @@ def stats_markdown(rows: list[dict]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _group_section(rows, dataset, has_pretrained, epochs) -> list[str]:
+@entry("stats.md", order=30, describes={"stats.md": "paired Wilcoxon comparisons"})
+def write_stats(report: Report, out: Path) -> dict[str, Path]:
+    return {"stats.md": atomic_write_text(out / "stats.md", stats_markdown(report.rows))}
+
+
+def _group_section(rows, group) -> list[str]:
     out: list[str] = []
-    n_blocks = next(r["n_blocks"] for r in rows if r["dataset"] == dataset)
-    levels = (n_blocks - 1) // 2
-    contracting = find_row(rows, dataset, "shallow_to_deep", levels + 1, has_pretrained, epochs)
-    expanding = find_row(rows, dataset, "deep_to_shallow", levels, has_pretrained, epochs)
+    layout = next(r["layout"] for r in rows if r["dataset"] == group.dataset)
+    paths = path_rows(rows, group)
+    contracting, expanding = paths["contracting"], paths["expanding"]
     if contracting and expanding:
         out += [
-            f"### Contracting path (shallow to deep, k={levels + 1}) vs expanding path "
-            f"(deep to shallow, k={levels})",
+            f"### Contracting path (shallow to deep, k={contracting['k']}) vs expanding path "
+            f"(deep to shallow, k={expanding['k']})",
             "",
         ]
         table = []
@@ -197,7 +204,7 @@ def _group_section(rows, dataset, has_pretrained, epochs) -> list[str]:
             folds, images = result["folds"], result["images"]
             table.append(
                 [
-                    METRIC_NAMES[metric],
+                    METRICS[metric].label,
                     str(folds["n"]),
                     _num(folds["mean"], 4),
                     f"{_favours(folds, metric, 'contracting', 'expanding')}",
@@ -210,7 +217,7 @@ def _group_section(rows, dataset, has_pretrained, epochs) -> list[str]:
                     _num(images["r"], 2),
                 ]
             )
-        out += _table(
+        out += markdown_table(
             [
                 "Metric",
                 "Folds",
@@ -228,9 +235,10 @@ def _group_section(rows, dataset, has_pretrained, epochs) -> list[str]:
         )
         out.append("")
     table, image_p = [], []
-    for k in range(1, n_blocks + 1):
-        first = find_row(rows, dataset, "shallow_to_deep", k, has_pretrained, epochs)
-        second = find_row(rows, dataset, "deep_to_shallow", k, has_pretrained, epochs)
+    first_name, second_name = DIRECTION_SHORT["shallow_to_deep"], DIRECTION_SHORT["deep_to_shallow"]
+    for k in layout.numbers:
+        first = find_row(rows, group, "shallow_to_deep", k)
+        second = find_row(rows, group, "deep_to_shallow", k)
         if not (first and second):
             continue
         result = compare(first, second, "dice")
@@ -241,7 +249,7 @@ def _group_section(rows, dataset, has_pretrained, epochs) -> list[str]:
                 str(k),
                 str(folds["n"]),
                 _num(folds["mean"], 4),
-                _favours(folds, "dice", "S→D", "D→S"),
+                _favours(folds, "dice", first_name, second_name),
                 _wins(folds, "dice"),
                 _p_cell(folds),
                 _images(images),
@@ -255,7 +263,7 @@ def _group_section(rows, dataset, has_pretrained, epochs) -> list[str]:
         for line, adjusted in zip(table, holm(image_p), strict=True):
             line[9] = format_p(adjusted)
         out += ["### Shallow to deep (S→D) vs deep to shallow (D→S) at each k: Dice", ""]
-        out += _table(
+        out += markdown_table(
             [
                 "k",
                 "Folds",
@@ -281,7 +289,7 @@ def _wins(result: dict, metric: str) -> str:
         return "–"
     wins = (
         result["positive"]
-        if HIGHER_IS_BETTER[metric]
+        if METRICS[metric].higher_is_better
         else result["n"] - result["positive"] - result["n_zero"]
     )
     tied = f" ({result['n_zero']} tied)" if result["n_zero"] else ""

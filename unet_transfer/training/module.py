@@ -9,9 +9,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from unet_transfer.metrics import THRESHOLD, per_image_scores
+from unet_transfer.metrics import METRICS, THRESHOLD, per_image_scores
 from unet_transfer.model import UNet
-from unet_transfer.results import METRICS
 
 
 class SegmentationModule(pl.LightningModule):

@@ -1,10 +1,10 @@
 """A whole study in one command: the experiment's sweep, its reference sweeps, then the report.
 
-    python -m unet_transfer.study demo [overrides...]      (make study EXP=demo)
+    unet-transfer study demo [overrides...]      (make study EXP=demo; python -m unet_transfer.study demo)
 
-Each sweep is the plain Hydra multirun a user could type (`python train.py -m experiment=...`),
-so a study is resumable: finished runs are skipped, crashed or killed ones are redone. The
-pretrained checkpoint is made on demand by the first run that needs it.
+Each sweep is the plain Hydra multirun a user could type (`unet-transfer train -m
+experiment=...`), so a study is resumable: finished runs are skipped, crashed or killed ones
+are redone. The pretrained checkpoint is made first, with every core, when it is missing.
 """
 
 from __future__ import annotations
@@ -15,24 +15,26 @@ import sys
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from unet_transfer.config import CONF_DIR, register_resolvers
-from unet_transfer.errors import UserError
-from unet_transfer.pretrain import TRAIN_PY, ensure_pretrained, recipe, up_to_date
+from unet_transfer.config import compose_config, experiments
+from unet_transfer.errors import ConfigError, UserError
+from unet_transfer.study.commands import child_environment, train_command
+from unet_transfer.study.pretrain import ensure_pretrained, recipe, up_to_date
 
 
-def study_plan(experiment: str, overrides: list[str]) -> tuple[str, list[list[str]], DictConfig]:
+def study_plan(experiment: str, overrides: list[str], extra_dirs=()) -> tuple[str, list[list[str]], DictConfig]:
     """The study folder, the override lists of its sweeps (main grid first) and the config of
     one of its runs (for what the runs share, such as the pretrained checkpoint)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    register_resolvers()
+    known = experiments(extra_dirs)
+    if experiment not in known:
+        raise ConfigError(f"No experiment {experiment!r}; the experiments are: {', '.join(known)} "
+                          "(your own: put NAME.yaml in DIR/experiment/ and pass --config-dir DIR).")
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     single = [line for line, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"experiment={experiment}", *single])
+    cfg = compose_config([f"experiment={experiment}", *single], extra_dirs)
     base = [f"experiment={experiment}", *overrides]
     return (str(cfg.study), [base] + [merge_overrides(base, [str(line) for line in extra]) for extra in cfg.study_sweeps],
             cfg)
@@ -45,27 +47,38 @@ def merge_overrides(base: list[str], extra: list[str]) -> list[str]:
     return [line for line in base if key(line) not in replaced] + extra
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m unet_transfer.study", description=__doc__,
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unet-transfer study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", help="a config in conf/experiment (demo, paper_busi, paper_udiat, paper_xray, ...)")
+    parser.add_argument("experiment", help="an experiment config (demo, paper_busi, paper_udiat, paper_xray, ...)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. trainer.accelerator=gpu")
     parser.add_argument("--no-report", action="store_true", help="run the sweeps only")
-    args = parser.parse_args(argv)
-    study, sweeps, cfg = study_plan(args.experiment, args.overrides)
+    parser.add_argument("--config-dir", "-cd", action="append", default=[], metavar="DIR",
+                        help="a folder of your own configs (DIR/experiment/*.yaml, DIR/dataset/*.yaml, ...)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        study, sweeps, cfg = study_plan(args.experiment, args.overrides, args.config_dir)
+    except UserError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
-    if cfg.get("pretrained") and cfg.get("pretrain") and not up_to_date(Path(cfg.pretrained), recipe(cfg)):
+    if cfg.get("pretrained") and cfg.get("pretrain") and not up_to_date(Path(cfg.pretrained), recipe(cfg, args.config_dir)):
         # Made here, before any sweep, with all of the machine: with runs in parallel the first
         # run would otherwise pretrain with its share of the cores while the others wait.
         print(f"== study {study}: pretraining {cfg.pretrained} first (experiment={cfg.pretrain})", flush=True)
         try:
-            ensure_pretrained(cfg)
+            ensure_pretrained(cfg, args.config_dir)
         except UserError as error:
             print(error, file=sys.stderr)
             return 1
     for number, sweep in enumerate(sweeps, 1):
-        print(f"== study {study}: sweep {number}/{len(sweeps)}: python train.py -m {' '.join(sweep)}", flush=True)
-        if subprocess.run([sys.executable, str(TRAIN_PY), "-m", *sweep]).returncode != 0:
+        print(f"== study {study}: sweep {number}/{len(sweeps)}: unet-transfer train -m {' '.join(sweep)}", flush=True)
+        command = train_command(sweep, multirun=True, extra_dirs=args.config_dir)
+        if subprocess.run(command, env=child_environment()).returncode != 0:
             print(f"Sweep {number} failed; fix the error above and run the same command again: "
                   "finished runs are kept and skipped.", file=sys.stderr)
             return 1
@@ -95,7 +108,3 @@ def log_report_to_wandb(study: str, written: dict[str, Path], offline: bool = Tr
     run.finish()
     wandb.teardown()  # leave no W&B service state behind for later runs in this process
     print(f"   W&B summary run: {run.dir}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+try:
+    from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+    Base = submitit_launcher.LocalLauncher
+except ImportError:  # without the `slurm` extra, hydra/launcher=submitit_local is not available
+    Base = object
 
 
-class LocalLauncher(submitit_launcher.LocalLauncher):
+class LocalLauncher(Base):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
         cpus = max(1, int(self.params.get("cpus_per_task") or 1))
         at_once = max(1, (os.cpu_count() or 1) // cpus)

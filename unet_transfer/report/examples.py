@@ -1,188 +1,20 @@
-"""The report's figures: score against the number of fine-tuned blocks (the paper's Fig. 4) and
-example segmentations (Fig. 3). Uses matplotlib's object API (no pyplot state, no display).
-"""
+"""The paper's Fig. 3 (examples.png): image, ground truth, and the predictions of the
+pretrained-only, expanding-tuned and contracting-tuned nets for reproducibly chosen held-out
+images, including those where the two strategies differ most."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
-from unet_transfer.report.collect import DIRECTIONAL
-from unet_transfer.report.tables import (
-    find_row,
-    primary_group,
-    references_for,
-    study_groups,
-)
+from unet_transfer.blocks import SWEPT_DIRECTIONS
+from unet_transfer.metrics import THRESHOLD
+from unet_transfer.report.aggregate import Group, find_row, path_rows, primary_group
+from unet_transfer.report.registry import Report, entry
 
 DPI = 150
-COLOURS = {"shallow_to_deep": "#1f77b4", "deep_to_shallow": "#d62728"}
-MARKERS = {"shallow_to_deep": "o", "deep_to_shallow": "s"}
-LABELS = {"shallow_to_deep": "Shallow to deep", "deep_to_shallow": "Deep to shallow"}
-REFERENCE_STYLE = {"all_blocks": ("#555555", "--"), "scratch": ("#000000", ":")}
-AXIS_LABELS = {
-    "dice": "Dice",
-    "pixel_error": "Pixel error (%)",
-    "adjusted_rand": "Adjusted Rand index",
-}
-
-
-def plot_metric_vs_blocks(rows: list[dict], metric: str, path: Path) -> Path | None:
-    """Mean ± std over folds of `metric` against k, both directions, one panel per dataset.
-
-    Reference rows (all blocks fine-tuned, trained from scratch) are horizontal lines labelled
-    with their value; hollow markers flag configurations with fewer folds than expected.
-    Returns None (and draws nothing) when no dataset has shallow/deep sweeps.
-    """
-    datasets = [d for d in sorted({r["dataset"] for r in rows}) if primary_group(rows, d)]
-    if not datasets:
-        return None
-    columns = min(3, len(datasets))
-    lines_of_panels = math.ceil(len(datasets) / columns)
-    fig = Figure(
-        figsize=(5.0 * columns + 0.6, 3.9 * lines_of_panels + 1.0), dpi=DPI, layout="constrained"
-    )
-    axes = fig.subplots(lines_of_panels, columns, squeeze=False).ravel()
-    legend: dict[str, object] = {}
-    for ax, dataset in zip(axes, datasets, strict=False):
-        legend.update(_panel(ax, rows, dataset, metric))
-    for ax in axes[len(datasets) :]:
-        ax.set_visible(False)
-    gap = "\n" if columns == 1 else " "  # one panel is too narrow for the title on one line
-    fig.suptitle(
-        f"{AXIS_LABELS[metric]} vs number of fine-tuned blocks{gap}(mean ± std over folds)",
-        fontsize=12,
-    )
-    labels = sorted(legend, key=_legend_order)
-    fig.legend(
-        [legend[label] for label in labels],
-        labels,
-        loc="outside lower center",
-        ncols=min(len(labels), 4),
-        frameon=False,
-        fontsize=9,
-    )
-    fig.savefig(path, dpi=DPI)
-    return path
-
-
-def _legend_order(label: str) -> tuple:
-    first = (
-        "Shallow to deep",
-        "Deep to shallow",
-        "All blocks",
-        "Trained from scratch",
-        "Fewer folds",
-    )
-    position = next((n for n, start in enumerate(first) if label.startswith(start)), len(first))
-    return ("epochs" in label, position, label)
-
-
-def _panel(ax, rows, dataset, metric) -> dict[str, object]:
-    """Draw one dataset; returns the legend entries {label: handle} it used."""
-    primary = primary_group(rows, dataset)
-    groups = [g for g in study_groups(rows, dataset) if g[0] == primary[0]]
-    n_blocks = next(r["n_blocks"] for r in rows if r["dataset"] == dataset)
-    legend: dict[str, object] = {}
-    for has_pretrained, epochs in sorted(groups, key=lambda g: g != primary):
-        is_primary = (has_pretrained, epochs) == primary
-        for i, direction in enumerate(DIRECTIONAL):
-            points = [
-                find_row(rows, dataset, direction, k, has_pretrained, epochs)
-                for k in range(1, n_blocks + 1)
-            ]
-            points = [p for p in points if p is not None]
-            if not points:
-                continue
-            offset = (-0.07 if i == 0 else 0.07) * (1 if is_primary else 1.8)
-            ks = np.array([p["k"] for p in points], dtype=float) + offset
-            means = np.array([p["mean"][metric] for p in points])
-            stds = np.nan_to_num(np.array([p["std"][metric] for p in points]))
-            label = LABELS[direction] + ("" if is_primary else f", {epochs} epochs")
-            colour = COLOURS[direction]
-            handle = ax.errorbar(
-                ks,
-                means,
-                yerr=stds,
-                color=colour,
-                marker=MARKERS[direction],
-                markersize=5,
-                linewidth=1.8 if is_primary else 1.2,
-                linestyle="-" if is_primary else "--",
-                alpha=1.0 if is_primary else 0.55,
-                capsize=3,
-                elinewidth=1,
-                zorder=3,
-            )
-            legend.setdefault(label, handle)
-            hollow = [j for j, p in enumerate(points) if p["flag"]]
-            if hollow:
-                ax.plot(
-                    ks[hollow],
-                    means[hollow],
-                    linestyle="none",
-                    marker=MARKERS[direction],
-                    markersize=6,
-                    markerfacecolor="white",
-                    markeredgecolor=colour,
-                    zorder=4,
-                )
-                legend.setdefault(
-                    "Fewer folds than expected",
-                    Line2D(
-                        [],
-                        [],
-                        linestyle="none",
-                        marker="o",
-                        markerfacecolor="white",
-                        markeredgecolor="#444444",
-                    ),
-                )
-    for ref in references_for(rows, dataset, primary[1]):
-        if ref["role"] not in REFERENCE_STYLE:
-            continue
-        colour, style = REFERENCE_STYLE[ref["role"]]
-        value = ref["mean"][metric]
-        more = "" if ref["epochs"] == primary[1] else f", {ref['epochs']} ep."
-        ax.axhline(value, color=colour, linestyle=style, linewidth=1.3, zorder=2)
-        ax.annotate(
-            f"{value:.3g}{more}{' ⚠' if ref['flag'] else ''}",
-            (1.0, value),
-            xycoords=("axes fraction", "data"),
-            textcoords="offset points",
-            xytext=(3, 1) if ref["role"] == "all_blocks" else (3, -1),
-            va="bottom" if ref["role"] == "all_blocks" else "top",
-            ha="left",
-            fontsize=8,
-            color=colour,
-        )
-        legend.setdefault(
-            ref["label"], Line2D([], [], color=colour, linestyle=style, linewidth=1.3)
-        )
-    start = "pretrained" if primary[0] else "from scratch"
-    ax.set_title(f"{dataset} ({start}, {primary[1]} epochs)", fontsize=11)
-    ax.set_xlabel("Number of blocks fine-tuned, k")
-    ax.set_ylabel(AXIS_LABELS[metric])
-    ax.set_xticks(range(1, n_blocks + 1))
-    ax.set_xlim(0.5, n_blocks + 0.5)
-    low, high = ax.get_ylim()
-    if metric in ("dice", "adjusted_rand") and high > 1.0:
-        ax.set_ylim(low, 1.005)
-    if metric == "pixel_error" and low < 0:
-        ax.set_ylim(0, high)
-    ax.grid(True, axis="y", color="#dddddd", linewidth=0.8)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    return legend
-
-
-# ---------------------------------------------------------------- examples (Fig. 3)
-
 
 def choose_examples(
     candidates: list[dict], n_extreme: int = 2, n_random: int = 2, seed: int = 0
@@ -226,10 +58,13 @@ def _cache_folder(runs: list[dict]) -> Path | None:
 
 
 def _dice(probability: np.ndarray, mask: np.ndarray) -> float:
-    pred = probability >= 0.5
-    both = np.logical_and(pred, mask).sum()
-    total = pred.sum() + mask.sum()
-    return 1.0 if total == 0 else float(2 * both / total)
+    """The registered Dice (unet_transfer.metrics) of one saved probability map."""
+    import torch
+
+    from unet_transfer.metrics import per_image_scores
+
+    scores = per_image_scores(torch.from_numpy(probability[None].astype(np.float32)), torch.from_numpy(mask[None]))
+    return float(scores["dice"][0])
 
 
 def _pick_run(row: dict | None, fold: int) -> dict | None:
@@ -249,13 +84,11 @@ def example_panels(
     group = primary_group(rows, dataset)
     if group is None:
         return [], f"{dataset}: no shallow/deep sweep to draw examples from"
-    n_blocks = next(r["n_blocks"] for r in rows if r["dataset"] == dataset)
-    levels = (n_blocks - 1) // 2
-    contracting = find_row(rows, dataset, "shallow_to_deep", levels + 1, *group)
-    expanding = find_row(rows, dataset, "deep_to_shallow", levels, *group)
+    contracting, expanding = path_rows(rows, group).values()
     if contracting is None or expanding is None:
         return [], f"{dataset}: no runs of both the contracting and the expanding path"
-    pretrained = find_row(rows, dataset, "pretrained_only", 0, True, 0)
+    pretrained = find_row(rows, Group(dataset, True, 0, group.variant), "pretrained_only", 0) or find_row(
+        rows, Group(dataset, True, 0), "pretrained_only", 0)
     folds = [
         f
         for f in sorted(set(contracting["per_fold"]) & set(expanding["per_fold"]))
@@ -383,7 +216,7 @@ def plot_examples(examples: list[dict], path: Path) -> Path:
                     ax.set_facecolor("#f2f2f2")
                 else:
                     ax.imshow(
-                        probability >= 0.5, cmap="gray", vmin=0, vmax=1, interpolation="nearest"
+                        probability > THRESHOLD, cmap="gray", vmin=0, vmax=1, interpolation="nearest"
                     )
                     if item["mask"].any():
                         ax.contour(item["mask"], levels=[0.5], colors=["#ff3b30"], linewidths=0.8)
@@ -404,7 +237,7 @@ def write_examples(
     Never raises for missing or bad predictions/cache: they become notes.
     """
     examples, notes = [], []
-    for dataset in sorted({r["dataset"] for r in rows if r["role"] in DIRECTIONAL}):
+    for dataset in sorted({r["dataset"] for r in rows if r["role"] in SWEPT_DIRECTIONS}):
         try:
             found, note = example_panels(rows, dataset, n_extreme, n_random, seed)
         except Exception as error:  # a figure must never stop the report
@@ -415,3 +248,10 @@ def write_examples(
     if not examples:
         return None, notes
     return plot_examples(examples, path), notes
+
+
+@entry("examples.png", order=60, describes={"examples.png": "Fig. 3, example segmentations"})
+def write_examples_entry(report: Report, out: Path) -> dict[str, Path]:
+    written, notes = write_examples(report.rows, out / "examples.png")
+    report.notes.extend(f"examples.png: {note}" + ("" if written else "; skipped") for note in notes)
+    return {written.name: written} if written else {}

@@ -4,23 +4,21 @@ when many runs ask at once. The recipe is kept beside the checkpoint (`*.pt.reci
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from unet_transfer.config import CONF_DIR
+from unet_transfer.config import experiment_file, user_config_dirs
 from unet_transfer.errors import ConfigError
-from unet_transfer.results import atomic_write_text
+from unet_transfer.files import atomic_write_text, file_lock
+from unet_transfer.study.commands import child_environment, train_command
 
 log = logging.getLogger("unet_transfer")
-TRAIN_PY = Path(CONF_DIR).parent / "train.py"
 
 
 def pretraining_overrides(cfg: DictConfig) -> list[str]:
@@ -40,10 +38,10 @@ def without_thread_limits() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in limits}
 
 
-def recipe(cfg: DictConfig) -> dict:
+def recipe(cfg: DictConfig, extra_dirs=None) -> dict:
     """How `pretrain=` makes the checkpoint: the experiment (its file's content) and the overrides."""
-    experiment = Path(CONF_DIR) / "experiment" / f"{cfg.pretrain}.yaml"
-    text = experiment.read_bytes() if experiment.is_file() else b""
+    experiment = experiment_file(str(cfg.pretrain), user_config_dirs() if extra_dirs is None else extra_dirs)
+    text = experiment.read_bytes() if experiment is not None else b""
     return {"experiment": str(cfg.pretrain), "experiment_sha256": hashlib.sha256(text).hexdigest()[:16],
             "overrides": [*pretraining_overrides(cfg), *map(str, cfg.get("pretrain_overrides", []))]}
 
@@ -65,32 +63,32 @@ def up_to_date(path: Path, wanted: dict) -> bool:
         return False
 
 
-def ensure_pretrained(cfg: DictConfig) -> None:
+def ensure_pretrained(cfg: DictConfig, extra_dirs=None) -> None:
     """Make `pretrained` with `pretrain` when it is missing or was made by another recipe (the
-    experiment file or the overrides changed since), once, however many runs ask at once."""
+    experiment file or the overrides changed since), once, however many runs ask at once.
+    `extra_dirs`: the user's config folders (default: those of the running Hydra job)."""
     path = Path(cfg.pretrained)
     if not cfg.get("pretrain"):
         return
-    wanted = recipe(cfg)
+    extra_dirs = user_config_dirs() if extra_dirs is None else list(extra_dirs)
+    wanted = recipe(cfg, extra_dirs)
     if up_to_date(path, wanted):
         if not recipe_path(path).exists():
             log.info("pretrained=%s has no recipe file (made by hand or by an older version): used as it is; "
                      "delete it to have experiment=%s make it again", path, cfg.pretrain)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the first run pretrains; the others wait, then load
+    with file_lock(path.with_name(path.name + ".lock")):  # the first run pretrains; the others wait, then load
         if up_to_date(path, wanted):
             return
         if path.exists():
             log.warning("pretrained=%s was made by another pretraining recipe than experiment=%s now gives; "
                         "making it again (runs that used the old one are redone when resumed)", path, cfg.pretrain)
             path.unlink()  # a crash below leaves no checkpoint rather than a stale one
-        command = [sys.executable, str(TRAIN_PY), f"experiment={cfg.pretrain}", f"save_weights={path}",
-                   f"hydra.run.dir={path.parent / (path.stem + '_run')}", "resume=false", "study=pretraining",
-                   *pretraining_overrides(cfg), *cfg.get("pretrain_overrides", [])]
+        overrides = [f"experiment={cfg.pretrain}", f"save_weights={path}", f"hydra.run.dir={path.parent / (path.stem + '_run')}",
+                     "resume=false", "study=pretraining", *pretraining_overrides(cfg), *cfg.get("pretrain_overrides", [])]
+        command = train_command(overrides, extra_dirs=extra_dirs)
         log.info("pretrained=%s is missing: pretraining it first with experiment=%s", path, cfg.pretrain)
-        if subprocess.run(command, env=without_thread_limits()).returncode != 0 or not path.exists():
+        if subprocess.run(command, env=child_environment(without_thread_limits())).returncode != 0 or not path.exists():
             raise ConfigError(f"Pretraining (experiment={cfg.pretrain}) failed, so {path} was not made; "
-                              f"see its log above, or run it alone: {' '.join(command[1:])}")
+                              f"see its log above, or run it alone: unet-transfer train {' '.join(overrides)}")
         atomic_write_text(recipe_path(path), json.dumps(wanted, indent=1) + "\n")

@@ -7,13 +7,13 @@ Loading is strict (every key and shape must match, the first difference is named
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from unet_transfer.errors import ConfigError
+from unet_transfer.files import atomic_path
 
 FORMAT = "unet-transfer/weights-v1"
 
@@ -21,11 +21,9 @@ FORMAT = "unet-transfer/weights-v1"
 def save_weights(model: nn.Module, path: Path | str, model_config: dict | None = None, meta: dict | None = None) -> Path:
     """Write a checkpoint that `pretrained=PATH` accepts; atomic, so a crash leaves no stub."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"format": FORMAT, "state_dict": state, "model": model_config or {}, "meta": meta or {}}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "state_dict": state, "model": model_config or {}, "meta": meta or {}}, tmp)
     return path
 
 

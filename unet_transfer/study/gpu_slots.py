@@ -5,15 +5,16 @@ or on a cluster where each job sees only its own GPUs, there is nothing to choos
 
 from __future__ import annotations
 
-import fcntl
-import os
+import getpass
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-LOCK_DIR = Path(tempfile.gettempdir()) / f"unet-transfer-gpu-slots-{os.getuid()}"
+from unet_transfer.files import file_lock
+
+LOCK_DIR = Path(tempfile.gettempdir()) / f"unet-transfer-gpu-slots-{getpass.getuser()}"
 
 
 def wants_a_slot(accelerator: str, devices, n_gpus: int) -> bool:
@@ -37,19 +38,19 @@ def gpu_slot(n_gpus: int, runs_per_gpu: int = 1, folder: Path = LOCK_DIR, poll_s
     if n_gpus <= 1:
         yield None
         return
-    folder.mkdir(parents=True, exist_ok=True)
+    from filelock import Timeout
+
     slots = n_gpus * max(1, int(runs_per_gpu))
     while True:
         for slot in range(slots):
-            handle = open(folder / f"slot{slot}.lock", "w")
+            lock = file_lock(folder / f"slot{slot}.lock", timeout=0)
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
+                lock.acquire()
+            except Timeout:
                 continue
             try:
                 yield slot % n_gpus
             finally:
-                handle.close()  # releases the lock, also when the run fails
+                lock.release()  # also when the run fails; a killed process releases it too
             return
         time.sleep(poll_s)

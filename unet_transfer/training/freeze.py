@@ -1,7 +1,7 @@
-"""The Lightning callback that applies a freeze schedule (see unet_transfer.schedule).
+"""The Lightning callback that applies a freeze schedule (see training/schedule.py).
 
 Frozen means no gradient, not in the optimiser, and bit-identical to the loaded weights after
-training (DESIGN section 3). A schedule may unfreeze more blocks at later epochs (gradual
+training (docs/study.md). A schedule may unfreeze more blocks at later epochs (gradual
 unfreezing); phases are data, the callback only executes them.
 """
 
@@ -11,15 +11,15 @@ from collections.abc import Sequence
 
 import pytorch_lightning as pl
 
-from unet_transfer.schedule import Phase, resolve_phases
+from unet_transfer.training.schedule import Phase, resolve_phases
 
 
 class FreezeSchedule(pl.Callback):
     """Applies a freeze setting (and optional later phases) to a UNet-holding LightningModule.
 
     Args:
-        direction: one of DIRECTIONS.
-        k: number of trained blocks for the two directions.
+        direction: one of blocks.DIRECTIONS.
+        k: number of trained blocks for the two swept directions.
         blocks: explicit block numbers for direction="blocks".
         phases: later phases, each a mapping with `epoch` and the same keys as above, e.g.
             [{epoch: 5, direction: none}] unfreezes everything from epoch 5 on.
@@ -39,32 +39,29 @@ class FreezeSchedule(pl.Callback):
         self._phases: list[Phase] | None = None
         self._applied: Phase | None = None
 
-    def resolve(self, n_blocks: int) -> list[Phase]:
-        """Check every phase against the model size; fails before any training starts."""
-        self._phases = resolve_phases(self.direction, self.k, self.blocks, self.phase_settings, n_blocks)
+    def resolve(self, layout) -> list[Phase]:
+        """Check every phase against the model's blocks; fails before any training starts."""
+        self._phases = resolve_phases(layout, self.direction, self.k, self.blocks, self.phase_settings)
         return self._phases
 
-    def final_trainable(self, n_blocks: int) -> tuple[int, ...]:
-        return self.resolve(n_blocks)[-1].trainable
-
-    def phase_at(self, epoch: int, n_blocks: int) -> Phase:
-        phases = self._phases or self.resolve(n_blocks)
+    def phase_at(self, epoch: int, layout) -> Phase:
+        phases = self._phases or self.resolve(layout)
         return [p for p in phases if p.epoch <= epoch][-1]
 
     @staticmethod
     def apply(model, trainable: Sequence[int]) -> None:
-        model.set_frozen_blocks(set(range(1, model.n_blocks + 1)) - set(trainable))
+        model.set_frozen_blocks(model.layout.frozen(trainable))
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Runs before configure_optimizers, so frozen parameters never reach the optimiser.
         if stage == "fit":
-            phase = self.phase_at(trainer.current_epoch, pl_module.model.n_blocks)
+            phase = self.phase_at(trainer.current_epoch, pl_module.model.layout)
             self.apply(pl_module.model, phase.trainable)
             self._applied = phase
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         model = pl_module.model
-        phase = self.phase_at(trainer.current_epoch, model.n_blocks)
+        phase = self.phase_at(trainer.current_epoch, model.layout)
         if phase == self._applied:
             return
         newly = sorted(set(phase.trainable) - set(self._applied.trainable if self._applied else ()))

@@ -1,0 +1,85 @@
+"""Hydra's basic sweeper, with folders a person can find: each run's folder is named by the
+settings that vary within the sweep (`fold=3,freeze=shallow_to_deep,k=2`, in key order), and
+the settings fixed for the whole sweep name one folder above the runs (`multirun/<study>/
+<fixed settings>/<run>`), recorded with the sweep's `multirun.yaml`. Settings that cannot change
+a result (paths, logging, speed; unet_transfer.training.identity) name nothing.
+
+It also starts the sweep's progress count (unet_transfer.study.progress) and removes it when
+the sweep ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import open_dict
+
+log = logging.getLogger("unet_transfer.sweep")
+NEVER_NAMES = ("experiment", "study")  # they name the study folder itself
+
+
+def names_folders(key: str) -> bool:
+    from unet_transfer.training.identity import is_setting
+
+    return key not in NEVER_NAMES and is_setting(key)
+
+
+def folder_name(pairs: Sequence[tuple[str, str]], empty: str) -> str:
+    from unet_transfer.config import path_safe
+
+    return path_safe(",".join(f"{key}={value}" for key, value in sorted(pairs))) if pairs else empty
+
+
+def quoted(key: str, value: str) -> str:
+    """An override whose value may hold any character (`,`, `=`, `/`)."""
+    return f"{key}='" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class Sweeper(BasicSweeper):
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        self._task_function = task_function
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]):
+        from unet_transfer.study.progress import end_progress, start_progress
+
+        self._parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        parsed = self._parser.parse_overrides([*self._parse_config(), *arguments])
+        final: OrderedDict = OrderedDict()
+        for override in parsed:
+            final[override.key_or_group] = override  # the command line wins over the sweeper's params
+        self._swept = {key for key, o in final.items() if o.is_sweep_override()}
+        fixed = [(key, o.get_value_element_as_str()) for key, o in final.items()
+                 if not o.is_sweep_override() and names_folders(key)]
+        folder = Path(self.config.hydra.sweep.dir)
+        if fixed:
+            folder = folder / folder_name(fixed, "")
+        with open_dict(self.config):
+            self.config.hydra.sweep.dir = str(folder)
+        self._folder = folder
+        # The launcher read the sweep folder when it was made (submitit's job folder): make it again.
+        from hydra.core.plugins import Plugins
+
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=self.hydra_context, task_function=self._task_function, config=self.config)
+        start_progress(folder, total=len(self.split_arguments(parsed, None)[0]))
+        try:
+            return super().sweep(arguments)
+        finally:
+            end_progress(folder)
+
+    def run_name(self, job: Sequence[str]) -> str:
+        pairs = []
+        for override in self._parser.parse_overrides(list(job)):
+            if override.key_or_group in self._swept:
+                pairs.append((override.key_or_group, override.get_value_element_as_str()))
+        return folder_name(pairs, "run")
+
+    def get_job_batch(self) -> Sequence[Sequence[str]]:
+        return [[*job, quoted("hydra.sweep.dir", self._folder), quoted("hydra.sweep.subdir", self.run_name(job))]
+                for job in super().get_job_batch()]

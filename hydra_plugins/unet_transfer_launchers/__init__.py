@@ -1,1 +1,0 @@
-"""Hydra launchers of unet-transfer (Hydra only accepts launchers from the hydra_plugins namespace)."""

@@ -1,0 +1,66 @@
+"""The `unet-transfer` command: one entry point, one subcommand per job.
+
+    unet-transfer train [-m] [overrides...]      one run, or a sweep with -m (Hydra; = python train.py)
+    unet-transfer study EXPERIMENT [overrides]   an experiment's sweeps and their report
+    unet-transfer report DIR                     tables, figures and statistics of finished runs
+    unet-transfer bench [--quick]                speed and memory of this machine
+    unet-transfer samples [--out samples.png]    simulated images beside the real samples
+
+Outputs, caches and checkpoints go below the current folder (see conf/paths). Your own configs:
+`--config-dir DIR` (train and study) adds DIR to the search path, so DIR/dataset/mine.yaml is
+`dataset=mine` and DIR/experiment/mine.yaml is `unet-transfer study mine`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+
+import hydra
+
+from unet_transfer.config import CONF_DIR, register_resolvers
+
+# name -> (module with main(argv), one line of help); `train` is Hydra's own command line.
+COMMANDS = {
+    "train": (None, "one run, or a sweep with -m: Hydra overrides as in `python train.py`"),
+    "study": ("unet_transfer.study.runner", "an experiment's sweeps (pretraining on demand) and their report"),
+    "report": ("unet_transfer.report.__main__", "tables, figures and statistics of the finished runs below DIR"),
+    "bench": ("unet_transfer.bench.__main__", "speed and memory benchmark of this machine"),
+    "samples": ("unet_transfer.simulate.__main__", "a sheet of simulated images beside the real samples"),
+}
+
+register_resolvers()
+# conf/hydra/launcher/submitit_local.yaml replaces the plugin's launcher of that name on purpose.
+warnings.filterwarnings("ignore", message="(?s).*submitit_local' is validated against ConfigStore schema")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def train_main(cfg):
+    from unet_transfer.training.run import run_or_exit
+
+    return run_or_exit(cfg)
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "usage: unet-transfer COMMAND [arguments]\n\ncommands:\n" + "\n".join(lines) + \
+        "\n\n`unet-transfer COMMAND --help` for one command's arguments."
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"unet-transfer: unknown command {command!r}.\n\n{usage()}", file=sys.stderr)
+        return 2
+    if command == "train":
+        sys.argv = ["unet-transfer train", *rest]
+        train_main()
+        return 0
+    module = importlib.import_module(COMMANDS[command][0])
+    return int(module.main(rest) or 0)

@@ -1,0 +1,45 @@
+"""What a run leaves in its folder: per_image.csv, then metrics.json last (the completion
+marker reports and resumed studies rely on: it exists only when the whole run finished), and
+optionally the held-out probability maps for the report's figures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from unet_transfer.files import atomic_path, atomic_write_text
+from unet_transfer.metrics import METRICS
+
+PER_IMAGE_FIELDS = ("id", *METRICS)
+
+
+def write_run_results(out_dir: Path | str, metrics: dict, per_image: list[dict]) -> Path:
+    out_dir = Path(out_dir)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=PER_IMAGE_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(per_image)
+    atomic_write_text(out_dir / "per_image.csv", buffer.getvalue())
+    return atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+
+
+def read_metrics(out_dir: Path | str) -> dict | None:
+    path = Path(out_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_per_image(out_dir: Path | str) -> list[dict]:
+    with open(Path(out_dir) / "per_image.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def save_predictions(out_dir: Path | str, ids, probabilities) -> Path:
+    """Held-out probability maps (float16) for the example figures of the report."""
+    import numpy as np
+
+    path = Path(out_dir) / "predictions.npz"
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, ids=np.array(list(ids)), probabilities=probabilities)
+    return path

@@ -1,0 +1,62 @@
+"""The one place a resolved config becomes the objects of a training: model, LightningModule,
+DataModule, callbacks, logger and Trainer. A run and the benchmark both build through here,
+so the benchmark measures exactly what users run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+
+@dataclass
+class Built:
+    model: Any
+    module: Any
+    datamodule: Any
+    callbacks: list
+    logger: Any
+    trainer: Any
+
+
+def build_datamodule(cfg: DictConfig, source=None):
+    """The run's fold of its dataset (cached and split on setup, as Lightning's contract says)."""
+    from unet_transfer.data.datamodule import FoldDataModule
+
+    return FoldDataModule(source if source is not None else instantiate(cfg.dataset), cfg.paths.cache_dir,
+                          fold=cfg.fold, folds=cfg.folds, split_seed=cfg.split_seed, batch_size=cfg.batch_size,
+                          augment=OmegaConf.to_container(cfg.augment, resolve=True), seed=cfg.seed, **cfg.loader)
+
+
+def configured_callbacks(cfg: DictConfig) -> list:
+    """The FreezeSchedule (what trains when) first, then the `callbacks=` group's callbacks."""
+    extra = cfg.get("callbacks") or {}
+    return [instantiate(cfg.freeze), *(instantiate(node) for node in extra.values() if node is not None)]
+
+
+def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = True, **trainer_overrides) -> Built:
+    """Everything a training needs, seeded; `callbacks` are added after the configured ones and
+    `trainer_overrides` win over `trainer.*` (the benchmark's round limits, a chosen GPU)."""
+    import pytorch_lightning as pl
+    import torch
+
+    from unet_transfer.training.checkpoint import load_pretrained
+    from unet_transfer.training.module import SegmentationModule
+
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    model = instantiate(cfg.model)
+    if cfg.pretrained:
+        load_pretrained(model, cfg.pretrained)
+    module = SegmentationModule(model, instantiate(cfg.optimizer), channels_last=cfg.fast.channels_last,
+                                keep_predictions=cfg.save_predictions, compile=cfg.fast.compile)
+    datamodule = build_datamodule(cfg, source)
+    all_callbacks = [*configured_callbacks(cfg), *callbacks]
+    run_logger = instantiate(cfg.logger) if logger and cfg.get("logger") else False
+    no_validation = {} if cfg.validate else {"limit_val_batches": 0}
+    trainer = instantiate(cfg.trainer, callbacks=all_callbacks, logger=run_logger,
+                          default_root_dir=str(cfg.output_dir), **{**no_validation, **trainer_overrides})
+    return Built(model, module, datamodule, all_callbacks, run_logger, trainer)
