@@ -8,7 +8,7 @@ DIR ?= multirun/$(EXP)
 STAMP := .cache/installed.stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo study report bench samples run test test-slow smoke-real lint clean
+.PHONY: help install demo study pretrain report bench samples run test test-slow smoke-real smoke-installed lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -17,23 +17,26 @@ install: $(STAMP)  ## install the project and its tools into the current Python 
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH_SPEC)"
-	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install -e ".[dev]" --config-settings editable_mode=compat  # compat: Hydra finds the hydra_plugins folder
 	@mkdir -p $(dir $@) && touch $@
 
 demo: $(STAMP)  ## the main job: the paper's whole study on simulated data, with its report (CPU, 2-5 min on 2 cores)
-	$(PYTHON) -m unet_transfer.study demo
+	$(PYTHON) -m unet_transfer study demo
 
 study: $(STAMP)  ## a whole study: make study EXP=paper_busi [ARGS="trainer.accelerator=gpu"]
-	$(PYTHON) -m unet_transfer.study $(EXP) $(ARGS)
+	$(PYTHON) -m unet_transfer study $(EXP) $(ARGS)
+
+pretrain: $(STAMP)  ## the paper's pretraining on natural images: make pretrain [ARGS="dataset=ecssd"]
+	$(PYTHON) -m unet_transfer train experiment=pretrain_natural $(ARGS)
 
 report: $(STAMP)  ## tables, figures and statistics of a study folder: make report DIR=multirun/paper_busi
-	$(PYTHON) -m unet_transfer.report $(DIR)
+	$(PYTHON) -m unet_transfer report $(DIR)
 
 bench: $(STAMP)  ## speed and memory benchmark on this machine: bench.json and a table (3-5 min on 2 cores)
-	$(PYTHON) -m unet_transfer.bench --out bench.json
+	$(PYTHON) -m unet_transfer bench --out bench.json
 
 samples: $(STAMP)  ## samples.png: simulated ultrasound, X-ray and natural images beside the real samples
-	$(PYTHON) -m unet_transfer.simulate --out samples.png
+	$(PYTHON) -m unet_transfer samples --out samples.png
 
 run: $(STAMP)  ## one quick fine-tuning run on the synthetic default: make run [ARGS="freeze=contracting"]
 	$(PYTHON) train.py $(ARGS)
@@ -51,6 +54,14 @@ smoke-real: $(STAMP)  ## one tiny fine-tuning on each real sample set in ../shar
 	$(SMOKE) dataset=ecssd dataset.root=$(SHARED)/ecssd_sample hydra.run.dir=outputs/smoke/ecssd
 	$(SMOKE) dataset=folder dataset.root=$(SHARED)/lung_sample hydra.run.dir=outputs/smoke/lungs
 	$(PYTHON) -c "import json; [print(n, json.load(open(f'outputs/smoke/{n}/metrics.json'))['n_images'], 'held-out images') for n in ('busi', 'ecssd', 'lungs')]"
+
+VENV := .cache/venv-installed
+smoke-installed:  ## a fresh venv, torch pinned, then `pip install .` (not editable) and the demo study from an empty folder
+	rm -rf $(VENV) && $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(VENV)/bin/python -m pip install -q .
+	work=$$(mktemp -d) && cd $$work && $(CURDIR)/$(VENV)/bin/unet-transfer study demo && \
+	  test -s multirun/demo/summary.md && test -s multirun/demo/dice_vs_blocks.png && echo "installed demo study: $$work/multirun/demo"
 
 lint: $(STAMP)  ## ruff
 	$(PYTHON) -m ruff check .

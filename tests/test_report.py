@@ -468,3 +468,33 @@ def test_the_block_count_comes_from_the_runs_metrics_when_recorded():
     assert path_role("shallow_to_deep", 4, 7) == "contracting" and path_role("deep_to_shallow", 3, 7) == "expanding"
     older = [{key: value for key, value in run.items() if key != "n_blocks"} for run in runs]
     assert n_blocks_of(older, "d") == 9  # older runs without the count: the paper's model is assumed
+
+
+def test_a_swept_setting_the_report_never_heard_of_gives_separate_rows(tmp_path, no_fig4):
+    for lr, dice in ((1e-4, 0.70), (1e-3, 0.80)):
+        for fold in range(5):
+            folder = write_fake_run(tmp_path / "runs", f"lr{lr}_f{fold}", fold=fold, dice=dice + JITTER[fold])
+            metrics = json.loads((folder / "metrics.json").read_text())
+            metrics["settings"] = {"optimizer.lr": lr, "model.width": 4, "pretrained": "pre/xpie.ckpt"}
+            (folder / "metrics.json").write_text(json.dumps(metrics))
+    paths = write_report(tmp_path / "runs")
+    rows = summary_rows(paths["summary.csv"])
+    assert len(rows) == 2
+    assert {r["settings"]: round(float(r["dice_mean"]), 6) for r in rows} == {
+        "optimizer.lr=0.0001": round(0.70 + statistics.fmean(JITTER), 6),
+        "optimizer.lr=0.001": round(0.80 + statistics.fmean(JITTER), 6)}
+    text = paths["summary.md"].read_text()
+    assert "(pretrained, 20 epochs, optimizer.lr=0.0001)" in text and "(pretrained, 20 epochs, optimizer.lr=0.001)" in text
+
+
+def test_retraining_seeds_are_counted_and_their_spread_is_told_apart_from_the_folds(tmp_path, no_fig4):
+    for seed, shift in ((0, 0.0), (1, 0.02), (2, 0.04)):
+        for fold in range(5):
+            write_fake_run(tmp_path / "runs", f"s{seed}_f{fold}", fold=fold, seed=seed, dice=0.7 + shift + JITTER[fold])
+    paths = write_report(tmp_path / "runs")
+    row = find(summary_rows(paths["summary.csv"]), role="shallow_to_deep")
+    assert row["trainings"] == "15" and row["seeds"] == "0 1 2"
+    assert float(row["dice_std"]) == pytest.approx(statistics.stdev(JITTER))  # over folds
+    assert float(row["dice_seed_std"]) == pytest.approx(0.02)  # over retraining
+    text = paths["summary.md"].read_text()
+    assert "5/5 × 3 seeds" in text and "[± 0.02 over 3 seeds]" in text and "spread over retraining" in text

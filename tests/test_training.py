@@ -169,3 +169,24 @@ def test_the_loggers_get_each_epochs_mean_loss_and_the_step_loss_every_n_steps(m
     if every == 1:  # equal batches: the epoch value is the mean of its step losses
         for epoch, mean in enumerate(epochs):
             assert mean == pytest.approx(sum(v for _, v in steps[4 * epoch: 4 * epoch + 4]) / 4, rel=1e-5)
+
+
+def test_configured_callbacks_run_beside_the_freeze_schedule(make_cfg, tmp_path, pretrained):
+    trained = tmp_path / "trained.pt"
+    cfg = make_cfg("callbacks=lr_monitor", "logger=csv", "freeze=deep_to_shallow", "k=2", f"pretrained={pretrained}",
+                   f"save_weights={trained}", "augment=none", "trainer.limit_train_batches=1")
+    run(cfg)
+    with open(Path(cfg.output_dir) / "logs" / "metrics.csv") as handle:
+        assert any(key.startswith("lr-") for key in csv.DictReader(handle).fieldnames)  # the LearningRateMonitor
+    before, after = read_state_dict(pretrained)[0], read_state_dict(trained)[0]
+    assert torch.equal(before["blocks.enc1.0.weight"], after["blocks.enc1.0.weight"])  # still frozen
+
+
+def test_settings_nobody_listed_separate_runs_and_speed_settings_do_not(make_cfg):
+    first = run(make_cfg("threads=1", name="sweep/a"))
+    same = run(make_cfg("threads=2", name="sweep/b"))  # threads: speed only, the same training
+    assert same["same_as"] == "a" and same["run_key"] == first["run_key"]
+    other = run(make_cfg("optimizer.lr=1e-3", name="sweep/c"))  # no code knows optimizer.lr by name
+    assert "same_as" not in other and other["run_key"] != first["run_key"]
+    assert other["settings"]["optimizer.lr"] == 1e-3 and first["settings"]["optimizer.lr"] == 1e-4
+    assert "threads" not in first["settings"] and "fold" not in first["settings"]

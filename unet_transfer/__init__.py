@@ -1,3 +1,3 @@
 """unet-transfer: which layers of a pretrained U-Net should be fine-tuned for a new modality?"""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -5,7 +5,9 @@ the settings fixed for the whole sweep name one folder above the runs (`multirun
 a result (paths, logging, speed; unet_transfer.training.identity) name nothing.
 
 It also starts the sweep's progress count (unet_transfer.study.progress) and removes it when
-the sweep ends.
+the sweep ends, and checks a sweep's overrides by composing a few of its jobs, not all: one
+job per value of every swept setting finds every typo (the basic sweeper composes all of
+them, one after another, before the first starts: 19 s of the demo's 54-run grid).
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ def folder_name(pairs: Sequence[tuple[str, str]], empty: str) -> str:
 def quoted(key: str, value: str) -> str:
     """An override whose value may hold any character (`,`, `=`, `/`)."""
     return f"{key}='" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def covering_jobs(batch: Sequence[Sequence[str]]) -> list[Sequence[str]]:
+    """A few jobs of `batch` that together hold every override of the batch at least once."""
+    chosen, seen = [], set()
+    for job in batch:
+        settings = {line for line in job if not line.startswith("hydra.")}  # our folder names differ per job
+        if not settings <= seen:
+            chosen.append(job)
+            seen |= settings
+    return chosen
 
 
 class Sweeper(BasicSweeper):
@@ -79,6 +92,9 @@ class Sweeper(BasicSweeper):
             if override.key_or_group in self._swept:
                 pairs.append((override.key_or_group, override.get_value_element_as_str()))
         return folder_name(pairs, "run")
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        super().validate_batch_is_legal(covering_jobs(batch))
 
     def get_job_batch(self) -> Sequence[Sequence[str]]:
         return [[*job, quoted("hydra.sweep.dir", self._folder), quoted("hydra.sweep.subdir", self.run_name(job))]

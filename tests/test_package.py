@@ -1,0 +1,68 @@
+"""The package as a newcomer installs and extends it: a wheel that works from any folder with
+the user's own configs, one block vocabulary, every package folder shipped."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from conftest import ROOT
+
+PACKAGE = ROOT / "unet_transfer"
+# Block arithmetic that must only appear in unet_transfer/blocks.py: block counts from levels,
+# the paper's 10 - k, the contracting/expanding split, literal ranges of the 9 blocks.
+BLOCK_ARITHMETIC = [r"10\s*-\s*k\b", r"2\s*\*\s*(int\()?\s*(self\.)?levels", r"\blevels\s*\+\s*[12]\b",
+                    r"n_blocks\s*[+-]\s*1", r"\(n_blocks\s*[+-]\s*1\)\s*//\s*2", r"range\(1,\s*10\)",
+                    r"range\(1,\s*n_blocks", r"\[1,\s*2,\s*3,\s*4,\s*5\]", r"\[6,\s*7,\s*8,\s*9\]"]
+
+
+def test_block_arithmetic_lives_in_one_module():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "blocks.py" and path.parent == PACKAGE:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if any(re.search(pattern, line) for pattern in BLOCK_ARITHMETIC):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "block arithmetic outside unet_transfer/blocks.py:\n" + "\n".join(offenders)
+
+
+def test_the_wheel_lists_every_package_folder():
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in [*PACKAGE.rglob("__init__.py"),
+                                                                  *(ROOT / "hydra_plugins").rglob("__init__.py")]}
+    assert found <= declared and "unet_transfer.conf" in declared
+
+
+def test_the_installed_command_works_from_an_empty_folder_with_the_users_own_configs(tmp_path):
+    wheels, venv, work = tmp_path / "wheels", tmp_path / "venv", tmp_path / "work"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
+                    str(ROOT)], check=True, capture_output=True)
+    # A fresh environment; the dependencies come from this one (CI's `make smoke-installed`
+    # installs them too, from pyproject.toml).
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([venv / "bin" / "pip", "install", "--no-deps", "-q", *wheels.glob("*.whl")], check=True,
+                   capture_output=True)
+    (work / "myconf" / "dataset").mkdir(parents=True)
+    (work / "myconf" / "dataset" / "mine.yaml").write_text(
+        "_target_: unet_transfer.sources.SimulatedSource\nname: mine\nkind: natural\nn_images: 10\nimage_size: 32\n")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    command = venv / "bin" / "unet-transfer"
+    train = subprocess.run([command, "train", "--config-dir", "myconf", "dataset=mine", "model.width=4", "folds=2",
+                            "trainer.max_epochs=1", "logger=none", "trainer.enable_progress_bar=false",
+                            "hydra.run.dir=outputs/one"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr[-3000:]
+    metrics = json.loads((work / "outputs" / "one" / "metrics.json").read_text())
+    assert metrics["dataset"] == "mine" and metrics["n_images"] == 5
+    installed = Path(subprocess.run([venv / "bin" / "python", "-c", "import unet_transfer; print(unet_transfer.__file__)"],
+                                    cwd=work, env=env, capture_output=True, text=True, check=True).stdout.strip()).parent
+    assert installed.is_relative_to(venv) and (installed / "conf" / "config.yaml").is_file()
+    assert (work / ".cache" / "unet-transfer").is_dir() and not (installed / ".cache").exists()  # outputs stay here
+    report = subprocess.run([command, "report", "outputs"], cwd=work, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert report.returncode == 0 and (work / "outputs" / "summary.md").is_file(), report.stderr[-2000:]
+    listing = subprocess.run([command, "study", "nosuch"], cwd=work, env=env, capture_output=True, text=True)
+    assert listing.returncode == 2 and "demo" in listing.stderr and "paper_busi" in listing.stderr
