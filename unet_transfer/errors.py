@@ -11,3 +11,9 @@ class DatasetError(UserError):
 
 class ConfigError(UserError):
     """A setting whose value is outside what the project accepts."""
+
+
+class DataWarning(UserWarning):
+    """Something in a dataset that looks wrong but does not stop a run (all masks empty, masks
+    without an image, images far below the training size). Runs log each one and record it in
+    metrics.json (`warnings`); the report lists them."""

@@ -3,7 +3,9 @@ disk (unet_transfer.data.readers). This module joins the two; `dataset=` configs
 
 A source knows its name, its target size, a key that changes whenever its content would, and
 how to build its SegmentationSet. Listing files is cheap and happens first, so a missing
-folder fails in a second, before the training stack is even imported.
+folder fails in a second, before the training stack is even imported. What looks wrong in the
+data (DataWarning: empty masks, masks without an image, tiny images) travels with the data:
+found when listing or building, kept in the cache entry, and handed to every run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from unet_transfer.data.arrays import SegmentationSet
 from unet_transfer.data.cache import cache_folder, cached_set, ensure_cached
+from unet_transfer.data.checks import captured, check_masks
 from unet_transfer.errors import ConfigError
 
 SIMULATOR_VERSION = 2  # bump when a simulator's output changes, so caches are rebuilt
@@ -24,29 +27,49 @@ class Source:
     name: str
     image_size: int
     settings: dict
+    listing_warnings: tuple[str, ...] = ()  # DataWarnings raised while listing the files
 
-    def cache_key(self) -> dict:
-        """Everything the content depends on (computed once per source: it may stat every file)."""
+    _keys: dict
+
+    def cache_key(self, cache_dir: Path) -> dict:
+        """Everything the content depends on (computed once per source: it may read every file)."""
         raise NotImplementedError
 
     def build(self) -> SegmentationSet:
         raise NotImplementedError
 
-    @cached_property
-    def _key(self) -> dict:
-        return self.cache_key()
+    def key(self, cache_dir: Path | str) -> dict:
+        if "_keys" not in self.__dict__:
+            self._keys = {}
+        if str(cache_dir) not in self._keys:
+            self._keys[str(cache_dir)] = self.cache_key(Path(cache_dir))
+        return self._keys[str(cache_dir)]
 
     def cache_folder(self, cache_dir: Path | str) -> Path:
         """The cache entry of this content (its name is the content's digest)."""
-        return cache_folder(cache_dir, self.name, self._key)
+        return cache_folder(cache_dir, self.name, self.key(cache_dir))
+
+    def checked_build(self) -> SegmentationSet:
+        """build(), with the DataWarnings it raised and the checks of its content attached."""
+
+        def make():
+            data = self.build()
+            check_masks(self.name, data)
+            return data
+
+        data, found = captured(make)
+        return data.with_warnings(found)
 
     def prepare(self, cache_dir: Path | str) -> Path:
         """Make sure the cache entry exists (preprocess on first use); reads nothing."""
-        return ensure_cached(cache_dir, self.name, self._key, self.build)
+        return ensure_cached(cache_dir, self.name, self.key(cache_dir), self.checked_build)
 
     def load(self, cache_dir: Path | str) -> tuple[SegmentationSet, Path]:
-        """The data, from the cache when it is there (built and stored on first use)."""
-        return cached_set(cache_dir, self.name, self._key, self.build)
+        """The data, from the cache when it is there (built and stored on first use), with every
+        DataWarning about it, from listing and from building."""
+        data, folder = cached_set(cache_dir, self.name, self.key(cache_dir), self.checked_build)
+        found = [*self.listing_warnings, *(w for w in data.warnings if w not in self.listing_warnings)]
+        return data.with_warnings(found), folder
 
 
 class SimulatedSource(Source):
@@ -60,7 +83,7 @@ class SimulatedSource(Source):
         self.name, self.kind, self.n_images, self.image_size, self.seed = name, kind, n_images, image_size, seed
         self.settings = dict(settings)
 
-    def cache_key(self) -> dict:
+    def cache_key(self, cache_dir: Path) -> dict:
         return {"simulator": self.kind, "version": SIMULATOR_VERSION, "n": self.n_images,
                 "size": self.image_size, "seed": self.seed, "settings": self.settings}
 
@@ -83,17 +106,19 @@ class ReaderSource(Source):
     def samples(self):
         from unet_transfer.data.readers import read_dataset
 
-        return read_dataset(self.reader, self.root, **self.options)
+        samples, self.listing_warnings = captured(lambda: read_dataset(self.reader, self.root, **self.options))
+        return samples
 
-    def cache_key(self) -> dict:
+    def cache_key(self, cache_dir: Path) -> dict:
+        from unet_transfer.data.digests import FileDigests
         from unet_transfer.data.preprocess import fingerprint
 
         return {"reader": self.reader, "size": self.image_size, "fingerprint": fingerprint(
-            self.samples, image_size=self.image_size, on_size_mismatch=self.on_size_mismatch,
-            mask_threshold=self.mask_threshold, options=self.options)}
+            self.samples, FileDigests(cache_dir / "file_digests.json"), image_size=self.image_size,
+            on_size_mismatch=self.on_size_mismatch, mask_threshold=self.mask_threshold, options=self.options)}
 
     def build(self) -> SegmentationSet:
         from unet_transfer.data.preprocess import preprocess
 
         return preprocess(self.samples, self.image_size, on_size_mismatch=self.on_size_mismatch,
-                          mask_threshold=self.mask_threshold)
+                          mask_threshold=self.mask_threshold, name=self.name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,6 +21,7 @@ class SegmentationSet:
     masks: np.ndarray
     ids: tuple[str, ...]
     labels: tuple[str, ...] | None = None
+    warnings: tuple[str, ...] = field(default=(), compare=False)  # what looks wrong in the data (data/checks.py)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -41,6 +42,9 @@ class SegmentationSet:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def with_warnings(self, found) -> SegmentationSet:
+        return SegmentationSet(self.images, self.masks, self.ids, self.labels, tuple(found))
 
     @staticmethod
     def from_float(images: np.ndarray, masks: np.ndarray, ids, labels=None) -> SegmentationSet:

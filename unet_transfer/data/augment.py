@@ -7,8 +7,8 @@ total including the originals, as the paper did (163 -> 600). Held-out images ne
 
 from __future__ import annotations
 
-import albumentations as A
-import cv2
+import os
+
 import numpy as np
 
 from unet_transfer.errors import ConfigError
@@ -19,8 +19,13 @@ MODES = ("none", "online", "offline")
 def paper_transform(
     shift: float = 0.05, rotate: float = 5.0, shear: float = 5.0, zoom: float = 0.05, hflip: float = 0.5,
     seed: int | None = None,
-) -> A.Compose:
-    """shift/zoom are fractions of the image size, rotate/shear degrees, hflip a probability."""
+):
+    """An albumentations Compose: shift/zoom are fractions of the image size, rotate/shear degrees,
+    hflip a probability."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # 1.4.x asks the network at import
+    import albumentations as A
+    import cv2
+
     return A.Compose(
         [
             A.Affine(
@@ -34,13 +39,13 @@ def paper_transform(
     )
 
 
-def apply(transform: A.Compose, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def apply(transform, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out = transform(image=image, mask=mask.astype(np.uint8))
     return out["image"], out["mask"].astype(bool)
 
 
 def expand_offline(
-    images: np.ndarray, masks: np.ndarray, total: int, transform: A.Compose
+    images: np.ndarray, masks: np.ndarray, total: int, transform
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Originals plus augmented copies up to `total` images; also returns each image's source row.
 

@@ -170,4 +170,6 @@ class FoldDataModule(SegmentationDataModule):
         self.assign(data, held_out, offline_cache=self.cache_folder)
         log.info("Fold %d/%d of %s: %d train / %d held-out images", self.fold, self.folds, self.source.name,
                  len(self.train_rows), len(self.test_rows))
+        for warning in data.warnings:
+            log.warning("Data: %s", warning)
 

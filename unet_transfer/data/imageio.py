@@ -48,6 +48,11 @@ def _unreadable(path: Path, reason: object) -> DatasetError:
     )
 
 
+def _not_permitted(path: Path) -> DatasetError:
+    return DatasetError(f"Cannot read image file '{path}': permission denied. Fix: give your user read access "
+                        f"(chmod u+r '{path}'), or copy the data somewhere readable.")
+
+
 def _is_dicom(path: Path) -> bool:
     if path.suffix.lower() in DICOM_SUFFIXES:
         return True
@@ -79,6 +84,8 @@ def _read_pil(path: Path) -> np.ndarray:
             f"Image file '{path}' does not exist. Fix: check dataset.root and the folder names, "
             "or restore the file."
         ) from e
+    except PermissionError as e:
+        raise _not_permitted(path) from e
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise _unreadable(path, e) from e
     except Image.DecompressionBombError as e:
@@ -104,6 +111,8 @@ def _read_dicom(path: Path) -> np.ndarray:
             f"Image file '{path}' does not exist. Fix: check dataset.root and the folder names, "
             "or restore the file."
         ) from e
+    except PermissionError as e:
+        raise _not_permitted(path) from e
     except Exception as e:  # pydicom raises many kinds for bad or compressed data
         raise DatasetError(
             f"Cannot read DICOM file '{path}': {type(e).__name__}: {e}. Fix: if it uses a "

@@ -22,9 +22,11 @@ import cv2
 import numpy as np
 
 from unet_transfer.data.arrays import SegmentationSet
+from unet_transfer.data.checks import check_sizes
+from unet_transfer.data.digests import FileDigests
 from unet_transfer.data.imageio import read_grey, read_mask, resize_mask
 from unet_transfer.data.readers import RawSample
-from unet_transfer.errors import ConfigError, DatasetError
+from unet_transfer.errors import ConfigError, DatasetError, DataWarning
 
 # Bump when a change here changes the arrays preprocess makes from the same files.
 PREPROCESS_VERSION = 1
@@ -52,8 +54,9 @@ def _quantise(image: np.ndarray) -> np.ndarray:
 
 def _one(
     sample: RawSample, image_size: int, on_size_mismatch: str, mask_threshold: float | None
-) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """(uint8 image, bool mask, note) for one sample; note flags a distorting mask resize."""
+) -> tuple[np.ndarray, np.ndarray, str | None, tuple[int, int]]:
+    """(uint8 image, bool mask, note, original (height, width)) for one sample; note flags a
+    distorting mask resize."""
     image = read_grey(sample.image)
     if not sample.masks:
         raise DatasetError(
@@ -80,7 +83,7 @@ def _one(
     assert merged is not None
     if merged.shape != (image_size, image_size):
         merged = resize_mask(merged, (image_size, image_size))
-    return _quantise(resize_image(image, image_size)), merged, note
+    return _quantise(resize_image(image, image_size)), merged, note, image.shape
 
 
 def _workers() -> int:
@@ -94,6 +97,7 @@ def preprocess(
     mask_threshold: float | None = None,
     progress: bool = True,
     workers: int | None = None,
+    name: str = "dataset",
 ) -> SegmentationSet:
     """Decode every sample into a `SegmentationSet` of (image_size, image_size) arrays.
 
@@ -131,6 +135,7 @@ def preprocess(
     images = np.empty((n, size, size), dtype=np.uint8)
     masks = np.empty((n, size, size), dtype=bool)
     notes: list[str] = []
+    sizes: list[tuple[int, int]] = []
 
     def work(sample: RawSample):
         return _one(sample, size, on_size_mismatch, mask_threshold)
@@ -149,8 +154,9 @@ def preprocess(
             executor = ThreadPoolExecutor(max_workers=workers)
             results = executor.map(work, samples)
         try:
-            for i, (image, mask, note) in enumerate(results):
+            for i, (image, mask, note, original) in enumerate(results):
                 images[i], masks[i] = image, mask
+                sizes.append(original)
                 if note:
                     notes.append(note)
                 if bar is not None:
@@ -167,22 +173,25 @@ def preprocess(
             f"{len(notes)} mask(s) were resized to an image of another aspect ratio (more than "
             f"5% apart), which distorts them: {shown}. Check that these masks belong to their "
             "images (a rotated or transposed export?).",
+            DataWarning,
             stacklevel=2,
         )
+    check_sizes(name, [s.id for s in samples], sizes, size)
     labels = None
     if any(s.label is not None for s in samples):
         labels = tuple("" if s.label is None else s.label for s in samples)
     return SegmentationSet(images, masks, tuple(s.id for s in samples), labels)
 
 
-def fingerprint(samples: Sequence[RawSample], **settings) -> str:
-    """sha256 hex of every image and mask file's identity and the settings.
+def fingerprint(samples: Sequence[RawSample], digests: FileDigests | None = None, **settings) -> str:
+    """sha256 hex of every image and mask file's identity, content and the settings.
 
     Each file contributes (sample id, label, path relative to the files' common folder,
-    size in bytes, mtime in ns), in sorted order, so a changed, added, removed or renamed
-    file changes the key while moving the whole dataset folder does not. `settings` (e.g.
-    image_size, mask_threshold, on_size_mismatch) are hashed as sorted JSON, with the
-    preprocessing version.
+    size in bytes, mtime in ns, content digest), in sorted order, so a changed, added, removed
+    or renamed file changes the key, also when its size and mtime were kept, while moving the
+    whole dataset folder does not. `digests` reuses digests of unchanged files (data/digests.py).
+    `settings` (e.g. image_size, mask_threshold, on_size_mismatch) are hashed as sorted JSON,
+    with the preprocessing version.
     """
     files = [(s, p) for s in samples for p in (s.image, *s.masks)]
     if files:
@@ -190,17 +199,24 @@ def fingerprint(samples: Sequence[RawSample], **settings) -> str:
             common = Path(os.path.commonpath([os.path.abspath(p) for _, p in files]))
         except ValueError:  # different drives
             common = Path("/")
-    entries = []
+    stats = []
     for sample, path in files:
         try:
-            stat = os.stat(path)
+            stats.append(os.stat(path))
         except OSError as e:
             raise DatasetError(
                 f"Cannot read file '{path}' of sample '{sample.id}': {e}. Fix: restore it, or "
                 "check that the dataset folder was not changed while reading it."
             ) from e
+    try:
+        contents = (digests or FileDigests()).digests((path, stat) for (_, path), stat in zip(files, stats, strict=True))
+    except PermissionError as e:
+        raise DatasetError(f"Cannot read '{e.filename}': permission denied. Fix: give your user read access to the "
+                           "dataset's files (chmod -R u+rX <dataset folder>).") from None
+    entries = []
+    for (sample, path), stat, content in zip(files, stats, contents, strict=True):
         relative = os.path.relpath(os.path.abspath(path), common).replace(os.sep, "/")
-        entries.append([sample.id, sample.label, relative, stat.st_size, stat.st_mtime_ns])
+        entries.append([sample.id, sample.label, relative, stat.st_size, stat.st_mtime_ns, content])
     entries.sort(key=lambda e: (e[0], "" if e[1] is None else e[1], e[2]))
     payload = {"version": PREPROCESS_VERSION, "files": entries, "settings": settings}
     blob = json.dumps(payload, sort_keys=True, default=repr, separators=(",", ":"))

@@ -2,12 +2,16 @@
 
 Folds depend only on the sorted sample ids, their classes, the number of folds and the split
 seed, never on the training seed, so every run of a study (and every machine) sees the same
-held-out sets.
+held-out sets. A damaged splits.json is kept aside and its folds are dealt again from the
+seed: the same folds, since they are a pure function of those inputs (`KFOLD_VERSION` names
+the dealing rule; runs record a digest of their held-out ids and the report checks that every
+run of a study used the same folds).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +19,9 @@ import numpy as np
 
 from unet_transfer.errors import ConfigError, DatasetError
 from unet_transfer.files import atomic_write_text, file_lock
+
+log = logging.getLogger("unet_transfer")
+KFOLD_VERSION = 1  # bump if `kfold` ever deals the same inputs differently
 
 
 def kfold(ids: Sequence[str], folds: int, seed: int, labels: Sequence[str] | None = None) -> list[list[str]]:
@@ -41,14 +48,33 @@ def load_or_create(path: Path, ids: Sequence[str], folds: int, seed: int, labels
     """Folds from `path` (a splits.json shared by all runs on this dataset), created on first use."""
     name = f"{folds}-fold seed {seed}"
     with file_lock(path.with_suffix(".lock")):
-        stored = json.loads(path.read_text()) if path.exists() else {}
+        stored = read_stored(path)
         entry = stored.get(name)
         if entry is not None and sorted(entry["ids"]) == sorted(ids):
             return entry["held_out"]
         held_out = kfold(ids, folds, seed, labels)
-        stored[name] = {"folds": folds, "seed": seed, "ids": sorted(ids), "held_out": held_out}
+        stored[name] = {"folds": folds, "seed": seed, "ids": sorted(ids), "held_out": held_out,
+                        "kfold_version": KFOLD_VERSION}
         atomic_write_text(path, json.dumps(stored, indent=1))
         return held_out
+
+
+def read_stored(path: Path) -> dict:
+    """splits.json's entries; a damaged file is kept aside (its entries are dealt again)."""
+    if not path.exists():
+        return {}
+    try:
+        stored = json.loads(path.read_text())
+        if not isinstance(stored, dict) or not all(isinstance(e, dict) and "held_out" in e and "ids" in e
+                                                    for e in stored.values()):
+            raise ValueError("not the layout splits.json is written in")
+        return stored
+    except (OSError, ValueError) as error:
+        kept = path.with_name(path.name + ".damaged")
+        path.replace(kept)
+        log.warning("%s is damaged (%s): kept as %s; the folds are dealt again from the split seed, the same "
+                    "folds (the report checks every run used the same held-out ids)", path, error, kept.name)
+        return {}
 
 
 def check_fold(fold: int, folds: int) -> None:

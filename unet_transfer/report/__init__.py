@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 
 from unet_transfer.files import atomic_write_text
-from unet_transfer.report.aggregate import summarise
+from unet_transfer.report.aggregate import study_warnings, summarise
 from unet_transfer.report.collect import Collection, deduplicate, find_runs
 from unet_transfer.report.registry import Report, discover
 
@@ -46,6 +46,10 @@ def write_report(
     if not run_dir.is_dir():
         raise NoRunsError(f"{run_dir} is not a folder")
     found: Collection = find_runs(run_dir)
+    if not found.runs and found.problems:
+        raise NoRunsError(f"the {len(found.problems)} metrics.json below {run_dir} are unreadable (first: "
+                          f"{found.problems[0]}): nothing to report; run those runs again (a rerun keeps the "
+                          "damaged file aside)")
     if not found.runs:
         extra = (
             f" ({len(found.unfinished)} unfinished run folder(s) found)" if found.unfinished else ""
@@ -55,7 +59,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     runs, duplicate_warnings = deduplicate(found.runs)
     rows, warnings = summarise(runs, folds)
-    warnings = [*found.problems, *duplicate_warnings, *warnings]
+    warnings = [*found.problems, *duplicate_warnings, *warnings, *study_warnings(runs)]
     for warning in warnings:
         log.warning("%s", warning)
     report = Report(root=run_dir, runs=runs, rows=rows)

@@ -199,6 +199,27 @@ def _row_warnings(row: dict, group: list[dict]) -> list[str]:
     return out
 
 
+def study_warnings(runs: list[dict]) -> list[str]:
+    """What the runs say about their data (metrics.json `warnings`), once per dataset, and runs of
+    one fold that were scored on different held-out images (their numbers do not compare)."""
+    out, seen = [], set()
+    for run in runs:
+        for warning in run.get("warnings") or ():
+            if (run["dataset"], warning) not in seen:
+                seen.add((run["dataset"], warning))
+                out.append(f"data ({run['dataset']}): {warning}")
+    held_out: dict[tuple, set] = defaultdict(set)
+    for run in runs:
+        if run.get("folds_digest"):
+            held_out[(run["dataset"], run.get("folds"), run.get("split_seed"), run["fold"])].add(run["folds_digest"])
+    for (dataset, folds, split_seed, fold), digests in sorted(held_out.items(), key=str):
+        if len(digests) > 1:
+            out.append(f"{dataset}: runs of fold {fold} (folds={folds}, split_seed={split_seed}) held out "
+                       f"{len(digests)} different sets of images, so their scores do not compare; rerun the "
+                       "older runs (a damaged or replaced splits.json?)")
+    return out
+
+
 # ---------------------------------------------------------------- groups
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from unet_transfer.config import compose_config, experiments
+from unet_transfer.config import compose_config, experiments, process_token
 from unet_transfer.errors import ConfigError, UserError
 from unet_transfer.study.commands import child_environment, train_command
 from unet_transfer.study.pretrain import ensure_pretrained, recipe, up_to_date
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error: {error}", file=sys.stderr)
         return 2
     start = time.perf_counter()
+    process_token()  # one invocation: its sweeps (child processes) share the token, so twins may copy
     if cfg.get("pretrained") and cfg.get("pretrain") and not up_to_date(Path(cfg.pretrained), recipe(cfg, args.config_dir)):
         # Made here, before any sweep, with all of the machine: with runs in parallel the first
         # run would otherwise pretrain with its share of the cores while the others wait.

@@ -30,6 +30,22 @@ def read_metrics(out_dir: Path | str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+RESULT_FILES = ("metrics.json", "per_image.csv", "predictions.npz")
+
+
+def set_aside(out_dir: Path | str, tag: str) -> Path | None:
+    """Rename a run folder's result files to <name>.<tag>.<ext> (metrics.json first: from that
+    moment the folder holds no result); returns where metrics.json went, if there was one."""
+    out_dir, kept = Path(out_dir), None
+    for name in RESULT_FILES:
+        path = out_dir / name
+        if path.exists():
+            target = path.with_name(f"{path.stem}.{tag}{path.suffix}")
+            path.replace(target)
+            kept = kept or target
+    return kept
+
+
 def read_per_image(out_dir: Path | str) -> list[dict]:
     with open(Path(out_dir) / "per_image.csv", newline="") as handle:
         return list(csv.DictReader(handle))

@@ -14,6 +14,7 @@ from torch import nn
 
 from unet_transfer.errors import ConfigError
 from unet_transfer.files import atomic_path
+from unet_transfer.training.validate import missing_checkpoint
 
 FORMAT = "unet-transfer/weights-v1"
 
@@ -41,13 +42,12 @@ def read_state_dict(path: Path | str) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors of a checkpoint (ours, a Lightning .ckpt or a bare state dict) and its model settings."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(
-            f"pretrained={str(path)!r}: no such file. Run the pretraining first "
-            f"(`make pretrain`, or `python train.py experiment=pretrain_natural`), point pretrained= at "
-            f"an existing checkpoint, or set pretrained=null to train from scratch."
-        )
+        raise missing_checkpoint(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise ConfigError(f"pretrained={str(path)!r} cannot be read: permission denied. Give your user read access "
+                          f"(chmod u+r '{path}') or copy the checkpoint somewhere readable.") from None
     except Exception as error:  # unpickling refusals and corrupt files alike
         raise ConfigError(
             f"pretrained={str(path)!r} cannot be loaded as weights only ({type(error).__name__}: "

@@ -3,32 +3,45 @@ held-out fold, write metrics.json and per_image.csv.
 
 The cheap part comes first (`plan_run`: settings, the dataset's file list, the run's identity),
 so bad input fails in a second and a finished run is skipped before the training stack loads.
+
+A run trains unless its folder already holds its own valid result: same identity (run_key:
+settings, code version, data and checkpoint digests). A result of other settings or code is
+set aside (metrics.previous.json) and the run trains again; a damaged one is kept aside
+(metrics.damaged.json) the same way. Runs that train the same thing within one invocation (a
+study's three equivalent k=9 settings) train once and copy; a copy always names the run that
+trained. One process at a time trains a run folder (a file lock): a second one waits, then
+finds the result.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from unet_transfer.blocks import Blocks, canonical_direction
-from unet_transfer.data import splits
+from unet_transfer.config import process_token
 from unet_transfer.errors import UserError
+from unet_transfer.files import file_lock
 from unet_transfer.metrics import METRICS
 from unet_transfer.study.pretrain import ensure_pretrained
 from unet_transfer.training.artifacts import (
-    read_metrics,
     read_per_image,
     save_predictions,
+    set_aside,
     write_run_results,
 )
 from unet_transfer.training.identity import code_version, run_key, run_settings
-from unet_transfer.training.schedule import Phase, freeze_settings, resolve_phases
+from unet_transfer.training.schedule import Phase
+from unet_transfer.training.validate import check_settings
 
 log = logging.getLogger("unet_transfer")
 
@@ -50,15 +63,8 @@ class RunPlan:
         return self.phases[-1].trainable
 
 
-def check_settings(cfg: DictConfig) -> tuple[Blocks, list[Phase]]:
-    """Every setting checkable without data or the training stack."""
-    layout = Blocks.of(cfg.model)
-    phases = resolve_phases(layout, **freeze_settings(cfg.freeze))
-    splits.check_fold(cfg.fold, cfg.folds)
-    return layout, phases
-
-
 def plan_run(cfg: DictConfig) -> RunPlan:
+    """Settings checked, the data listed, the checkpoint made if needed: the run's identity."""
     layout, phases = check_settings(cfg)
     source = instantiate(cfg.dataset)
     cache_folder = source.cache_folder(cfg.paths.cache_dir)  # lists the files: a missing folder fails here
@@ -86,18 +92,76 @@ def quiet_lightning() -> None:
 
 def run(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.output_dir)
-    finished = read_metrics(out_dir) if cfg.resume else None
-    if finished is not None and not started_from_other_weights(cfg, finished):
-        log.info("Skipping %s: metrics.json exists (resume=true)", out_dir)
-        return finished
-    if finished is not None:
-        log.info("Redoing %s: its pretrained checkpoint has changed since it ran", out_dir)
-    start = time.perf_counter()
     plan = plan_run(cfg)
-    twin = find_twin(out_dir, plan.key)
-    if twin is not None:
-        return reuse_twin(cfg, out_dir, twin)
+    with run_lock(out_dir):
+        if cfg.resume:
+            finished = own_result(out_dir, plan)
+            if finished is not None:
+                log.info("Skipping %s: metrics.json holds this run's result (resume=true)", out_dir)
+                return finished
+            twin = find_twin(out_dir, plan.key)
+            if twin is not None:
+                return reuse_twin(cfg, out_dir, twin)
+        set_aside(out_dir, "previous")  # a crash below must not leave an old result in place
+        return train(cfg, plan, out_dir)
 
+
+@contextmanager
+def run_lock(out_dir: Path):
+    """One process trains a run folder at a time; another one waits here, then finds the result."""
+    from filelock import Timeout
+
+    lock = file_lock(out_dir / ".run.lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        log.info("%s is being trained by another process: waiting for it", out_dir)
+        lock.acquire(timeout=-1)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def own_result(out_dir: Path, plan: RunPlan) -> dict | None:
+    """The folder's metrics.json if it is this run's valid result; a damaged one is kept aside."""
+    path = out_dir / "metrics.json"
+    if not path.exists():
+        return None
+    try:
+        finished = json.loads(path.read_text())
+        if not isinstance(finished, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:
+        kept = set_aside(out_dir, "damaged")
+        log.warning("%s is damaged (%s): kept as %s; running again", path, error, kept)
+        return None
+    if finished.get("run_key") == plan.key:
+        return finished
+    log.info("Redoing %s: %s", out_dir, what_changed(finished, plan))
+    return None
+
+
+def what_changed(finished: dict, plan: RunPlan) -> str:
+    """Why a finished run's result is not this run's, in words."""
+    if "run_key" not in finished:
+        return "it was made by a version that recorded no run identity"
+    reasons = [f"the code changed ({finished.get('version')} -> {code_version()['version']})"
+               for key in ("version", "code_digest") if finished.get(key) != code_version()[key]][:1]
+    if finished.get("pretrained_sha256") != plan.weights:
+        reasons.append("its pretrained checkpoint has changed since it ran")
+    if Path(str(finished.get("cache", ""))).name != plan.cache_folder.name:
+        reasons.append("the data changed")
+    before = finished.get("settings") or {}
+    changed = sorted(k for k in set(before) | set(plan.settings) if before.get(k) != plan.settings.get(k))
+    if changed:
+        reasons.append("settings differ: " + ", ".join(f"{k} {before.get(k)!r} -> {plan.settings.get(k)!r}"
+                                                      for k in changed[:4]))
+    return "; ".join(reasons) or "its result belongs to other settings"
+
+
+def train(cfg: DictConfig, plan: RunPlan, out_dir: Path) -> dict:
+    start = time.perf_counter()
     from unet_transfer.study.gpu_slots import gpu_slot, gpus_to_choose_from
     from unet_transfer.training.build import build
     from unet_transfer.training.checkpoint import save_weights
@@ -106,8 +170,6 @@ def run(cfg: DictConfig) -> dict:
     with gpu_slot(gpus_to_choose_from(cfg.trainer), int(cfg.get("runs_per_gpu") or 1)) as gpu:
         built = build(cfg, source=plan.source, **({} if gpu is None else {"devices": [gpu]}))
         if built.logger:
-            from omegaconf import OmegaConf
-
             built.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         log.info("Run %s: %s %s trains blocks %s, fold %d/%d%s", out_dir, plan.source.name, cfg.freeze.direction,
                  list(plan.trainable), cfg.fold, cfg.folds, "" if gpu is None else f", GPU {gpu}")
@@ -118,8 +180,6 @@ def run(cfg: DictConfig) -> dict:
     per_image = [{"id": data.ids[r["row"]], **{k: v for k, v in r.items() if k != "row"}} for r in module.test_records]
     metrics = summarise(cfg, plan, per_image, built, time.perf_counter() - start)
     if cfg.save_weights:
-        from omegaconf import OmegaConf
-
         save_weights(built.model, cfg.save_weights, OmegaConf.to_container(cfg.model, resolve=True),
                      {"dataset": plan.source.name, "epochs": metrics["epochs"], "seed": cfg.seed})
     if cfg.save_predictions:
@@ -165,9 +225,12 @@ def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, dura
         "precision": str(cfg.trainer.get("precision", "32-true")),
         "threads": torch.get_num_threads(),
         "cache": str(built.datamodule.cache_folder),
+        "folds_digest": hashlib.sha256(json.dumps(sorted(built.datamodule.held_out)).encode()).hexdigest()[:16],
+        "warnings": list(built.datamodule.data.warnings),
         "settings": plan.settings,
         **code_version(),
         "run_key": plan.key,
+        "invocation": process_token(),
         "duration_s": round(duration, 3),
     }
 
@@ -178,31 +241,36 @@ def pretrained_digest(cfg: DictConfig) -> str | None:
     return weights_digest(cfg.pretrained) if cfg.pretrained and Path(cfg.pretrained).is_file() else None
 
 
-def started_from_other_weights(cfg: DictConfig, finished: dict) -> bool:
-    """A finished run whose pretrained checkpoint has since been remade (its results are stale)."""
-    recorded = finished.get("pretrained_sha256")
-    current = pretrained_digest(cfg)
-    return recorded is not None and current is not None and recorded != current
+def readable_metrics(folder: Path) -> dict | None:
+    try:
+        found = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None  # a sibling's damaged result is that run's business, not this one's
+    return found if isinstance(found, dict) else None
 
 
 def find_twin(out_dir: Path, key: str) -> Path | None:
-    """A finished run of the same sweep with the same run key."""
+    """A run of this sweep, trained by this invocation (study), that trained the same thing."""
     if not out_dir.parent.is_dir():
         return None
     for candidate in sorted(out_dir.parent.glob("*/metrics.json")):
-        if candidate.parent != out_dir and read_metrics(candidate.parent).get("run_key") == key:
+        found = readable_metrics(candidate.parent)
+        if (candidate.parent != out_dir and found and found.get("run_key") == key and "same_as" not in found
+                and found.get("invocation") == process_token()):
             return candidate.parent
     return None
 
 
 def reuse_twin(cfg: DictConfig, out_dir: Path, twin: Path) -> dict:
-    """Copy an equivalent finished run's results instead of training the same thing again."""
+    """Copy an equivalent run's results, trained moments ago by this invocation, instead of
+    training the same thing again."""
     import shutil
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    set_aside(out_dir, "previous")
     if (twin / "predictions.npz").exists():
         shutil.copyfile(twin / "predictions.npz", out_dir / "predictions.npz")
-    metrics = {**read_metrics(twin), "direction": canonical_direction(cfg.freeze.direction),
+    metrics = {**readable_metrics(twin), "direction": canonical_direction(cfg.freeze.direction),
                "freeze": cfg.freeze.direction, "same_as": twin.name, "duration_s": 0.0}
     write_run_results(out_dir, metrics, read_per_image(twin))
     log.info("Result %s: same training as %s, results copied (dice %.4f)", out_dir, twin.name, metrics["dice"])

@@ -14,6 +14,7 @@ from unet_transfer.data.readers.common import (
     finish,
     handle_missing,
     list_images,
+    report_orphans,
     require_root,
 )
 from unet_transfer.errors import ConfigError, DatasetError
@@ -89,6 +90,8 @@ def read_busi(
                 missing.append(image)
                 continue
             samples.append(RawSample(image.stem, image, tuple(p for _, p in found), cls))
+        claimed = {image.stem for image in images}
+        report_orphans("busi", [path for base, found in masks.items() if base not in claimed for _, path in found], folder)
     handle_missing(
         "busi", missing, "a mask '<image name>_mask.png' beside each image", on_missing_mask
     )

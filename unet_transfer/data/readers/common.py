@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from unet_transfer.errors import ConfigError, DatasetError
+from unet_transfer.errors import ConfigError, DatasetError, DataWarning
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".dcm"})
 ON_MISSING_MASK = ("error", "skip")
@@ -31,8 +31,12 @@ def is_image_file(path: Path) -> bool:
 
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in `folder` (not in sub-folders), sorted by name."""
-    with os.scandir(folder) as entries:
-        found = [Path(e.path) for e in entries if e.is_file() and is_image_file(Path(e.name))]
+    try:
+        with os.scandir(folder) as entries:
+            found = [Path(e.path) for e in entries if e.is_file() and is_image_file(Path(e.name))]
+    except PermissionError:
+        raise DatasetError(f"The folder '{folder}' cannot be read: permission denied. Fix: give your user read "
+                           f"access (chmod -R u+rX '{folder}'), or copy the data somewhere readable.") from None
     return sorted(found)
 
 
@@ -53,6 +57,9 @@ def missing_root(name: str, root: Path, layout: str) -> DatasetError:
 
 def require_root(name: str, root: str | os.PathLike, layout: str) -> Path:
     path = Path(root).expanduser()
+    if path.exists() and not path.is_dir():
+        raise DatasetError(f"dataset.root='{path}' is a file, not a folder. Fix: point dataset.root=... at the "
+                           f"folder that holds the {name} data, laid out as {layout}.")
     if not path.is_dir():
         raise missing_root(name, path, layout)
     return path
@@ -100,6 +107,7 @@ def handle_missing(
         warnings.warn(
             f"{name}: skipped {len(missing)} image(s) without a mask: {shown}{more} "
             f"(expected {expected}).",
+            DataWarning,
             stacklevel=3,
         )
         return
@@ -173,7 +181,19 @@ def pair_dirs(
         samples.append(RawSample(image.stem, image, tuple(masks)))  # type: ignore[arg-type]
     expected = "a mask " + " and ".join(f"'{d}/<image name>{mask_suffix}.<ext>'" for d in mask_dirs)
     handle_missing(name, missing, expected, on_missing_mask)
+    wanted = {image.stem + mask_suffix for image in images}
+    for folder, index in zip(mask_dirs, indexes, strict=True):
+        candidates = [stem for stem in index if not same_dir or stem.endswith(mask_suffix)]
+        report_orphans(name, [index[stem] for stem in candidates if stem not in wanted], folder)
     return samples
+
+
+def report_orphans(name: str, orphans: Sequence[Path], folder: Path) -> None:
+    """Mask files no image claims: said once (a renamed image, or masks of another set?)."""
+    if orphans:
+        shown = ", ".join(f"'{p.name}'" for p in sorted(orphans)[:5]) + (" ..." if len(orphans) > 5 else "")
+        warnings.warn(f"{name}: {len(orphans)} mask file(s) in '{folder}' have no image and are not used: {shown}",
+                      DataWarning, stacklevel=3)
 
 
 def where_to_get(name: str) -> str:
