@@ -29,6 +29,7 @@ def test_the_twelve_run_sweep_writes_twelve_results_with_the_right_settings(tmp_
     found = [json.loads(p.read_text()) for p in (tmp_path / "multirun").rglob("metrics.json")]
     assert len(found) == 12
     assert len({p.parent for p in (tmp_path / "multirun").rglob("metrics.json")}) == 12
+    assert not list((tmp_path / "multirun").rglob(".sweep_progress_*"))  # cleaned up when the sweep ended
     combos = {(m["direction"], m["k"], m["fold"]) for m in found}
     assert combos == {(d, k, f) for d in ("shallow_to_deep", "deep_to_shallow") for k in (1, 5, 9) for f in (0, 1)}
     for m in found:
