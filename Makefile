@@ -8,7 +8,7 @@ DIR ?= multirun/$(EXP)
 STAMP := .cache/installed.stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo study pretrain report bench samples run test test-slow smoke-real smoke-installed lint clean
+.PHONY: help install demo study pretrain report analyze bench samples run test test-slow smoke-real smoke-installed lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ pretrain: $(STAMP)  ## the paper's pretraining on natural images: make pretrain 
 
 report: $(STAMP)  ## tables, figures and statistics of a study folder: make report DIR=multirun/paper_busi
 	$(PYTHON) -m unet_transfer report $(DIR)
+
+analyze: $(STAMP)  ## per-block analysis of a finished study (analysis.md, Fig. 5): make analyze DIR=multirun/demo
+	$(PYTHON) -m unet_transfer analyze $(DIR)
 
 bench: $(STAMP)  ## speed and memory benchmark on this machine: bench.json and a table (3-5 min on 2 cores)
 	$(PYTHON) -m unet_transfer bench --out bench.json

@@ -52,8 +52,12 @@ def test_one_command_runs_a_whole_study_with_pretraining_references_and_report(t
     assert len(runs) == 8
     assert sum(r["pretrained"] is None for r in runs) == 1 and sum(r["epochs"] == 0 for r in runs) == 1
     assert sum("same_as" in r for r in runs) == 1  # deep_to_shallow k=9 is shallow_to_deep k=9
-    for name in ("summary.md", "summary.csv", "dice_vs_blocks.png", "stats.md", "examples.png"):
+    for name in ("summary.md", "summary.csv", "dice_vs_blocks.png", "stats.md", "examples.png",
+                 "analysis.md", "activation_maximisation.png", "block_analysis.png"):
         assert (study / name).stat().st_size > 0, name
+    # keep_weights: fold 0 of contracting (k=5), expanding (k=4) and all blocks (k=9, trained once)
+    kept = sorted(p.parent.name for p in study.rglob("weights.pt"))
+    assert kept == ["freeze=deep_to_shallow,k=4", "freeze=shallow_to_deep,k=5", "freeze=shallow_to_deep,k=9"]
 
 
 def test_the_report_is_logged_to_a_wandb_summary_run(tmp_path, monkeypatch):

@@ -160,6 +160,19 @@ class UNet(nn.Module):
         """Depth number of the block a state-dict key belongs to ("blocks.enc2.1.weight" -> 2)."""
         return self.block_names.index(name.split(".")[1]) + 1
 
+    def representation(self, number: int) -> nn.Module:
+        """The module whose output is block `number`'s features (for the deepest block, the
+        decoder's features before the 1-logit head)."""
+        block = self.block(number)
+        return block.convs if isinstance(block, OutputBlock) else block
+
+    def convolutions(self) -> list[tuple[int, nn.Conv2d]]:
+        """(block number, conv) of every convolution of the network's body in depth order (the
+        output head left out): the paper's Fig. 5 shows units of the 4th and of the last."""
+        head = set(self.blocks["dec1"].head.modules())
+        return [(number, module) for number in self.layout.numbers for module in self.block(number).modules()
+                if isinstance(module, nn.Conv2d) and module not in head]
+
     def reset_parameters(self) -> None:
         """He-normal (fan-in) weights and zero biases, as the Keras model."""
         for module in self.modules():

@@ -34,13 +34,15 @@ class NoRunsError(FileNotFoundError):
 
 
 def write_report(
-    run_dir: Path | str, out_dir: Path | str | None = None, folds: int | None = None
+    run_dir: Path | str, out_dir: Path | str | None = None, folds: int | None = None,
+    only: set[str] | None = None,
 ) -> dict[str, Path]:
     """Aggregate every finished run below `run_dir`; returns {file name: path} of what was written.
 
     `folds` is the number of folds every configuration should have (default: the runs' own
     `folds` value). Raises NoRunsError when no metrics.json is found. Warnings (missing folds,
-    duplicate runs, mixed settings) are logged and listed at the top of summary.md.
+    duplicate runs, mixed settings) are logged and listed at the top of summary.md. `only`:
+    just these entries (by name; `unet-transfer analyze` runs the analysis ones), no summary.md.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -77,11 +79,16 @@ def write_report(
         )
     paths: dict[str, Path] = {}
     for part in discover():
+        if only is not None and part.name not in only:
+            continue
         try:
             paths.update(part.write(report, out))
+            report.written.update(paths)
         except Exception as error:  # a figure or analysis must never stop the report
             report.notes.append(f"{part.name} failed: {type(error).__name__}: {error}")
             log.warning("%s failed: %s", part.name, error)
+    if only is not None:
+        return paths
     from unet_transfer.report.tables import summary_markdown
 
     figures = [name for name in paths if name.endswith(".png")]

@@ -11,8 +11,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from unet_transfer.blocks import Blocks
 from unet_transfer.files import atomic_write_text
+from unet_transfer.report.collect import run_path
 from unet_transfer.report.registry import Report, entry
 
 
@@ -28,16 +28,15 @@ def swept_settings(runs: list[dict]) -> list[str]:
 
 def gap_rows(runs: list[dict], setting: str) -> list[dict]:
     """Per setting value: mean Dice of contracting and expanding, and their paired gap."""
-    layout = Blocks.counted(max((b for r in runs for b in r.get("trainable_blocks", [])), default=Blocks().n))
-    contracting, expanding = layout.path_k("contracting"), layout.path_k("expanding")
     dice: dict[tuple, dict[int, float]] = defaultdict(dict)
     for run in runs:
         value = (run.get("dataset_settings") or {}).get(setting)
         if value is None or not run.get("pretrained") or run.get("epochs", 1) == 0:
             continue
-        which = (run["direction"], run["k"])
-        if which in (contracting, expanding):
-            dice[(float(value), which)][run["fold"]] = run["dice"]
+        path = run_path(run)
+        if path is not None:
+            dice[(float(value), path)][run["fold"]] = run["dice"]
+    contracting, expanding = "contracting", "expanding"
     rows = []
     for value in sorted({v for v, _ in dice}):
         c, e = dice.get((value, contracting), {}), dice.get((value, expanding), {})

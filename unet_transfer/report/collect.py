@@ -244,6 +244,13 @@ def layout_of(runs: list[dict], dataset: str) -> Blocks:
     return Blocks.counted(max(exact) if exact else max(at_least))
 
 
+def run_path(run: dict) -> str | None:
+    """'contracting' / 'expanding' when the run trained exactly that path of its U-Net."""
+    trained = set(run.get("trainable_blocks") or ())
+    layout = Blocks.counted(run["n_blocks"]) if run.get("n_blocks") else Blocks.counted(max(trained | {Blocks().n}))
+    return next((path for path in ("contracting", "expanding") if trained == set(getattr(layout, path))), None)
+
+
 def variant_words(variant: tuple) -> str:
     """(('optimizer.lr', 0.001),) -> 'optimizer.lr=0.001'."""
     return ", ".join(f"{key}={value}" for key, value in variant)

@@ -23,6 +23,7 @@ class Report:
     runs: list[dict]
     rows: list[dict]
     notes: list[str] = field(default_factory=list)
+    written: dict[str, Path] = field(default_factory=dict)  # by the entries that ran before
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from unet_transfer.files import atomic_path, atomic_write_text
 from unet_transfer.metrics import METRICS
 
 PER_IMAGE_FIELDS = ("id", *METRICS)
+KEPT_WEIGHTS = "weights.pt"  # the final weights a run keeps when `keep_weights` chooses it
 
 
 def write_run_results(out_dir: Path | str, metrics: dict, per_image: list[dict]) -> Path:

@@ -1,6 +1,7 @@
 """The one place a resolved config becomes the objects of a training: model, LightningModule,
-DataModule, callbacks, logger and Trainer. A run and the benchmark both build through here,
-so the benchmark measures exactly what users run."""
+DataModule, callbacks (the freeze schedule, the configured ones, and the per-block analysis
+every run records), logger and Trainer. A run and the benchmark both build through here, so
+the benchmark measures exactly what users run."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class Built:
     callbacks: list
     logger: Any
     trainer: Any
+    gradient_flow: Any  # per-block gradient norms (analysis/gradients.py)
+    block_analysis: Any  # per-block weight change and CKA (analysis/runs.py)
 
 
 def build_datamodule(cfg: DictConfig, source=None):
@@ -42,6 +45,8 @@ def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = 
     import pytorch_lightning as pl
     import torch
 
+    from unet_transfer.analysis.gradients import GradientFlow
+    from unet_transfer.analysis.runs import BlockAnalysis
     from unet_transfer.training.checkpoint import load_pretrained
     from unet_transfer.training.module import SegmentationModule
 
@@ -54,9 +59,10 @@ def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = 
     module = SegmentationModule(model, instantiate(cfg.optimizer), channels_last=cfg.fast.channels_last,
                                 keep_predictions=cfg.save_predictions, compile=cfg.fast.compile)
     datamodule = build_datamodule(cfg, source)
-    all_callbacks = [*configured_callbacks(cfg), *callbacks]
+    gradient_flow, block_analysis = GradientFlow(), BlockAnalysis(model)
+    all_callbacks = [*configured_callbacks(cfg), gradient_flow, block_analysis, *callbacks]
     run_logger = instantiate(cfg.logger) if logger and cfg.get("logger") else False
     no_validation = {} if cfg.validate else {"limit_val_batches": 0}
     trainer = instantiate(cfg.trainer, callbacks=all_callbacks, logger=run_logger,
                           default_root_dir=str(cfg.output_dir), **{**no_validation, **trainer_overrides})
-    return Built(model, module, datamodule, all_callbacks, run_logger, trainer)
+    return Built(model, module, datamodule, all_callbacks, run_logger, trainer, gradient_flow, block_analysis)

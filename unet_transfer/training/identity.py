@@ -26,7 +26,7 @@ import unet_transfer
 # what is kept on disk, and speed (threads, memory layout, compilation, data loading, device).
 NOT_SETTINGS = (
     "output_dir", "paths", "study", "study_sweeps", "resume", "logger", "save_weights",
-    "save_predictions", "threads", "runs_per_gpu", "fast", "loader", "pretrain", "pretrain_overrides",
+    "save_predictions", "keep_weights", "threads", "runs_per_gpu", "fast", "loader", "pretrain", "pretrain_overrides",
     "dataset.root", "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
     "trainer.enable_checkpointing", "trainer.accelerator", "trainer.devices", "trainer.default_root_dir",
 )

@@ -34,6 +34,7 @@ from unet_transfer.files import file_lock
 from unet_transfer.metrics import METRICS
 from unet_transfer.study.pretrain import ensure_pretrained
 from unet_transfer.training.artifacts import (
+    KEPT_WEIGHTS,
     read_per_image,
     save_predictions,
     set_aside,
@@ -179,9 +180,11 @@ def train(cfg: DictConfig, plan: RunPlan, out_dir: Path) -> dict:
     data, module = built.datamodule.data, built.module
     per_image = [{"id": data.ids[r["row"]], **{k: v for k, v in r.items() if k != "row"}} for r in module.test_records]
     metrics = summarise(cfg, plan, per_image, built, time.perf_counter() - start)
+    meta = {"dataset": plan.source.name, "epochs": metrics["epochs"], "seed": cfg.seed}
     if cfg.save_weights:
-        save_weights(built.model, cfg.save_weights, OmegaConf.to_container(cfg.model, resolve=True),
-                     {"dataset": plan.source.name, "epochs": metrics["epochs"], "seed": cfg.seed})
+        save_weights(built.model, cfg.save_weights, OmegaConf.to_container(cfg.model, resolve=True), meta)
+    if keeps_weights(cfg, plan):
+        save_weights(built.model, out_dir / KEPT_WEIGHTS, OmegaConf.to_container(cfg.model, resolve=True), meta)
     if cfg.save_predictions:
         import torch
 
@@ -194,6 +197,17 @@ def train(cfg: DictConfig, plan: RunPlan, out_dir: Path) -> dict:
     log.info("Result %s: dice %.4f, pixel error %.2f%%, adjusted Rand %.4f (%d images, %.1f s)", out_dir,
              metrics["dice"], metrics["pixel_error"], metrics["adjusted_rand"], metrics["n_images"], metrics["duration_s"])
     return metrics
+
+
+def keeps_weights(cfg: DictConfig, plan: RunPlan) -> bool:
+    """Whether this run keeps its final weights (`keep_weights`: chosen folds of chosen strategies,
+    by what they train: contracting, expanding, all), not every run: 124 MB each at w=64."""
+    keep = cfg.get("keep_weights") or {}
+    trained = plan.trainable
+    kind = "all" if set(trained) == set(plan.layout.numbers) else next(
+        (path for path in ("contracting", "expanding") if set(trained) == set(getattr(plan.layout, path))), None)
+    fine_tunes = bool(cfg.pretrained) and (cfg.trainer.max_epochs or 0) > 0  # else nothing Fig. 5 compares
+    return fine_tunes and cfg.fold in (keep.get("folds") or []) and kind in (keep.get("trained") or [])
 
 
 def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, duration: float) -> dict:
@@ -217,6 +231,7 @@ def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, dura
         "seed": cfg.seed,
         "split_seed": cfg.split_seed,
         "pretrained": str(cfg.pretrained) if cfg.pretrained else None,
+        "pretrained_file": str(Path(cfg.pretrained).resolve()) if cfg.pretrained else None,
         "pretrained_sha256": plan.weights,
         "image_size": source.image_size,
         "width": cfg.model.width,
@@ -227,6 +242,9 @@ def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, dura
         "cache": str(built.datamodule.cache_folder),
         "folds_digest": hashlib.sha256(json.dumps(sorted(built.datamodule.held_out)).encode()).hexdigest()[:16],
         "warnings": list(built.datamodule.data.warnings),
+        **{name: {str(b): value for b, value in per_block.items()} for name, per_block in (
+            ("block_change", built.block_analysis.change), ("block_cka", built.block_analysis.cka),
+            ("block_grad_norm", built.gradient_flow.mean_over_training()))},
         "settings": plan.settings,
         **code_version(),
         "run_key": plan.key,

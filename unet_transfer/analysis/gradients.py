@@ -1,0 +1,47 @@
+"""Where the learning signal goes: each block's gradient norm, averaged over an epoch's steps
+and logged as `grad_norm/<block name>` (CSV, W&B); frozen blocks log 0.
+
+The norms stay on the device until the epoch ends (one sync per epoch, not per step)."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+
+
+class GradientFlow(pl.Callback):
+    def __init__(self):
+        self.epoch_means: list[dict[int, float]] = []  # per epoch: block number -> mean gradient norm
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        model = pl_module.model
+        self._names = model.layout.names
+        self._params = [p for _, p in model.named_parameters()]
+        self._blocks = torch.tensor([model.block_of_parameter(n) - 1 for n, _ in model.named_parameters()])
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._sum, self._steps = None, 0
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        present = [i for i, p in enumerate(self._params) if p.grad is not None]
+        if not present:
+            return
+        norms = torch.stack(torch._foreach_norm([self._params[i].grad for i in present])).double()
+        squares = torch.zeros(len(self._names), dtype=torch.float64, device=norms.device)
+        squares.index_add_(0, self._blocks[present].to(norms.device), norms.square())
+        self._sum = squares.sqrt() if self._sum is None else self._sum + squares.sqrt()
+        self._steps += 1
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self._steps:
+            return
+        means = (self._sum / self._steps).tolist()
+        self.epoch_means.append({b + 1: value for b, value in enumerate(means)})
+        for name, value in zip(self._names, means, strict=True):
+            pl_module.log(f"grad_norm/{name}", value)
+
+    def mean_over_training(self) -> dict[int, float]:
+        """Each block's gradient norm averaged over the epochs (what metrics.json records)."""
+        if not self.epoch_means:
+            return {}
+        return {b: sum(epoch[b] for epoch in self.epoch_means) / len(self.epoch_means) for b in self.epoch_means[0]}
