@@ -4,6 +4,11 @@ Blocks are numbered by depth, the longest path from the input (docs/study.md): f
 1 = enc1 (shallowest) ... 4 = enc4, 5 = bottleneck, 6 = dec4 ... 9 = dec1 with the output
 head (deepest). Every count, range and name of blocks anywhere in the project comes from
 here; a test fails if block arithmetic appears in another module.
+
+Depth has two definitions (`depth=`). "longest" (the paper's) orders the 9 blocks one by
+one along the longest path. "shortest" measures the shortest path from the input, through
+the skip connections, so dec_i is as shallow as enc_i: the blocks form 5 tiers, {enc1, dec1},
+{enc2, dec2}, ..., {bottleneck}, and the k sweep adds a tier at a time (k = 1..5).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from unet_transfer.errors import ConfigError
 
 DIRECTIONS = ("none", "shallow_to_deep", "deep_to_shallow", "contracting", "expanding", "blocks")
+DEPTHS = ("longest", "shortest")
 SWEPT_DIRECTIONS = ("shallow_to_deep", "deep_to_shallow")  # the two directions of the k sweep
 DIRECTION_TITLES = {"shallow_to_deep": "Shallow to deep", "deep_to_shallow": "Deep to shallow"}
 DIRECTION_SHORT = {"shallow_to_deep": "S→D", "deep_to_shallow": "D→S"}
@@ -22,19 +28,25 @@ PATHS = ("contracting", "expanding")
 
 @dataclass(frozen=True)
 class Blocks:
-    """The blocks of a U-Net with `levels` pooling steps (4 in the paper: 9 blocks)."""
+    """The blocks of a U-Net with `levels` pooling steps (4 in the paper: 9 blocks), and the
+    depth order the k sweep follows."""
 
     levels: int = 4
+    depth: str = "longest"
+
+    def __post_init__(self):
+        if self.depth not in DEPTHS:
+            raise ConfigError(f"depth={self.depth!r} is not known; use one of {list(DEPTHS)}.")
 
     @classmethod
-    def of(cls, model_settings) -> Blocks:
+    def of(cls, model_settings, depth: str | None = None) -> Blocks:
         """From the model's settings (a config node or dict with an optional `levels`)."""
-        return cls(int(model_settings.get("levels", 4)))
+        return cls(int(model_settings.get("levels", 4)), depth or "longest")
 
     @classmethod
-    def counted(cls, n_blocks: int) -> Blocks:
+    def counted(cls, n_blocks: int, depth: str | None = None) -> Blocks:
         """From a block count as recorded in results (an odd number: encoders, bottleneck, decoders)."""
-        return cls((int(n_blocks) - 1) // 2)
+        return cls((int(n_blocks) - 1) // 2, depth or "longest")
 
     @property
     def n(self) -> int:
@@ -64,31 +76,45 @@ class Blocks:
         """The decoders (the deepest with the output head): the paper's "expanding path"."""
         return self.numbers[self.levels + 1:]
 
-    def path_k(self, path: str) -> tuple[str, int]:
-        """The (direction, k) that trains exactly one path: contracting = shallow_to_deep k=5."""
-        if path == "contracting":
-            return "shallow_to_deep", len(self.contracting)
-        return "deep_to_shallow", len(self.expanding)
+    @property
+    def tiers(self) -> tuple[tuple[int, ...], ...]:
+        """The blocks from the shallowest to the deepest, grouped by equal depth."""
+        if self.depth == "longest":
+            return tuple((b,) for b in self.numbers)
+        return (*((b, self.n + 1 - b) for b in self.numbers[: self.levels]), (self.levels + 1,))
+
+    @property
+    def k_range(self) -> tuple[int, ...]:
+        """The values k takes in the sweep: one per tier (1..9 longest, 1..5 shortest)."""
+        return tuple(range(1, len(self.tiers) + 1))
+
+    def path_k(self, path: str) -> tuple[str, int] | None:
+        """The (direction, k) that trains exactly one path (contracting = shallow_to_deep k=5),
+        or None when no step of this depth's sweep does (the shortest path's tiers mix both)."""
+        blocks = set(getattr(self, path))
+        return next(((d, k) for d in SWEPT_DIRECTIONS for k in self.k_range if set(self.swept(d, k)) == blocks), None)
 
     def path_of(self, direction: str, k: int) -> str | None:
         """'contracting' / 'expanding' when (direction, k) trains exactly that path."""
         return next((path for path in PATHS if self.path_k(path) == (direction, k)), None)
 
     def swept(self, direction: str, k: int) -> tuple[int, ...]:
-        """Blocks trained by one step of the k sweep: the k shallowest or the k deepest."""
-        return self.numbers[:k] if direction == "shallow_to_deep" else self.numbers[self.n - k:]
+        """Blocks trained by one step of the k sweep: the k shallowest tiers or the k deepest."""
+        chosen = self.tiers[:k] if direction == "shallow_to_deep" else self.tiers[len(self.tiers) - k:]
+        return tuple(sorted(b for tier in chosen for b in tier))
 
     def trainable(self, direction: str, k: int | None = None, blocks: Sequence[int] | None = None) -> tuple[int, ...]:
         """The numbers of the blocks that train under one freeze setting."""
         if direction == "none":
             return self.numbers
         if direction in PATHS:
-            return self.trainable(*self.path_k(direction))
+            return getattr(self, direction)
         if direction in SWEPT_DIRECTIONS:
-            if k is None or isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.n:
+            if k is None or isinstance(k, bool) or not isinstance(k, int) or k not in self.k_range:
                 raise ConfigError(
-                    f"k={k!r} is outside the allowed range: freeze={direction} trains k of the "
-                    f"model's {self.n} blocks, so k must be an integer in 1..{self.n}."
+                    f"k={k!r} is outside the allowed range: freeze={direction} trains k of the model's "
+                    f"{len(self.tiers)} {'blocks' if self.depth == 'longest' else 'depth tiers (depth=shortest)'}, "
+                    f"so k must be an integer in 1..{len(self.tiers)}."
                 )
             return self.swept(direction, k)
         if direction == "blocks":
@@ -107,9 +133,13 @@ class Blocks:
 
     def legend(self) -> str:
         """One sentence for reports: how blocks are numbered and what the paths are."""
-        return (f"Blocks are numbered 1 ({self.names[0]}, shallowest) to {self.n} ({self.names[-1]}, deepest); "
+        text = (f"Blocks are numbered 1 ({self.names[0]}, shallowest) to {self.n} ({self.names[-1]}, deepest); "
                 f"contracting path = blocks {span(self.contracting)}, expanding path = blocks {span(self.expanding)} "
                 f"(for the {self.levels}-level U-Net).")
+        if self.depth == "shortest":
+            text += (" With depth=shortest, k counts depth tiers by the shortest path from the input: "
+                     + ", ".join(f"{k}: blocks {span(t)}" for k, t in zip(self.k_range, self.tiers, strict=True)) + ".")
+        return text
 
 
 PAPER_BLOCKS = Blocks(4)  # the paper's U-Net: 4 levels, 9 blocks
