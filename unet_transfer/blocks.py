@@ -131,6 +131,11 @@ class Blocks:
     def frozen(self, trainable: Iterable[int]) -> frozenset[int]:
         return frozenset(self.numbers) - frozenset(trainable)
 
+    @property
+    def k_words(self) -> str:
+        """What k counts, for axis labels and table titles."""
+        return "blocks" if self.depth == "longest" else "depth tiers (shortest path)"
+
     def legend(self) -> str:
         """One sentence for reports: how blocks are numbered and what the paths are."""
         text = (f"Blocks are numbered 1 ({self.names[0]}, shallowest) to {self.n} ({self.names[-1]}, deepest); "

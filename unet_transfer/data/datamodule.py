@@ -140,6 +140,12 @@ class SegmentationDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.test_dataset(), batch_size=self.batch_size, shuffle=False, **self.loader_options)
 
+    def validation_split_dataloader(self) -> DataLoader:
+        """The training images kept aside for choosing settings (validation_split > 0)."""
+        rows = self.validation_rows
+        return DataLoader(ArrayDataset(self.data.images[rows], self.data.masks[rows], rows), batch_size=self.batch_size,
+                          shuffle=False, **self.loader_options)
+
 
 class FoldDataModule(SegmentationDataModule):
     """One fold of a dataset source (unet_transfer.sources), cached and split as a study needs.
@@ -152,11 +158,14 @@ class FoldDataModule(SegmentationDataModule):
         options: the SegmentationDataModule settings (batch_size, augment, seed, loader).
     """
 
-    def __init__(self, source, cache_dir: Path | str, fold: int, folds: int, split_seed: int, **options):
+    def __init__(self, source, cache_dir: Path | str, fold: int, folds: int, split_seed: int,
+                 validation_split: float = 0.0, **options):
         super().__init__(None, **options)
         self.source, self.cache_dir = source, Path(cache_dir)
         self.fold, self.folds, self.split_seed = fold, folds, split_seed
+        self.validation_split = validation_split
         self.cache_folder: Path | None = None
+        self.validation_rows = np.array([], dtype=int)
 
     def prepare_data(self) -> None:
         self.source.prepare(self.cache_dir)  # decode and resize once; later runs read the cache
@@ -168,8 +177,13 @@ class FoldDataModule(SegmentationDataModule):
         held_out = splits.load_or_create(self.cache_folder / "splits.json", data.ids, self.folds, self.split_seed,
                                          data.labels)[self.fold]
         self.assign(data, held_out, offline_cache=self.cache_folder)
-        log.info("Fold %d/%d of %s: %d train / %d held-out images", self.fold, self.folds, self.source.name,
-                 len(self.train_rows), len(self.test_rows))
+        if self.validation_split > 0:  # a part of the training folds, to choose settings on (never the held-out fold)
+            rows = np.random.default_rng([self.split_seed, self.fold]).permutation(self.train_rows)
+            count = max(1, round(self.validation_split * len(rows)))
+            self.validation_rows, self.train_rows = np.sort(rows[:count]), np.sort(rows[count:])
+        log.info("Fold %d/%d of %s: %d train / %d held-out images%s", self.fold, self.folds, self.source.name,
+                 len(self.train_rows), len(self.test_rows),
+                 f" ({len(self.validation_rows)} training images kept for validation)" if len(self.validation_rows) else "")
         for warning in data.warnings:
             log.warning("Data: %s", warning)
 

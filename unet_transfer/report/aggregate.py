@@ -12,7 +12,7 @@ import statistics
 from collections import defaultdict
 from typing import NamedTuple
 
-from unet_transfer.blocks import DIRECTION_TITLES, SWEPT_DIRECTIONS, span
+from unet_transfer.blocks import DIRECTION_TITLES, SWEPT_DIRECTIONS, Blocks, span
 from unet_transfer.metrics import METRICS
 from unet_transfer.report.collect import (
     ROLES,
@@ -23,8 +23,10 @@ from unet_transfer.report.collect import (
     variant_words,
 )
 
-ROLE_ORDER = ("shallow_to_deep", "deep_to_shallow", "blocks", "all_blocks", "scratch", "pretrained_only", "untrained")
+ROLE_ORDER = ("shallow_to_deep", "deep_to_shallow", "blocks", "gradual", "all_blocks", "scratch", "pretrained_only",
+              "untrained")
 REFERENCE_ROLES = ("all_blocks", "scratch", *UNTRAINED_ROLES)
+COSTS = ("trainable_params", "trainable_share", "train_time_s")  # what a configuration costs (mean over runs)
 # Settings that should not differ between the folds of one configuration; runs of older
 # versions record no `settings`, so their configurations cannot tell these apart.
 CONSISTENT = ("image_size", "width", "batch_size", "augment", "split_seed", "precision", "pretrained", "folds", "version")
@@ -37,11 +39,12 @@ class Group(NamedTuple):
     has_pretrained: bool
     epochs: int
     variant: tuple = ()
+    method: str = "freeze"
 
 
 def group_of(row_or_key) -> Group:
     key = row_or_key["key"] if isinstance(row_or_key, dict) else row_or_key
-    return Group(key.dataset, key.has_pretrained, key.epochs, key.variant)
+    return Group(key.dataset, key.has_pretrained, key.epochs, key.variant, key.method)
 
 
 def _sorted(values) -> list:
@@ -65,17 +68,21 @@ def row_label(row: dict) -> str:
         label = f"{named.capitalize()} path ({base})" if named else base
     elif role == "blocks":
         label = f"Blocks {span(row['blocks'])}"
+    elif role == "gradual":
+        phases = row["key"].blocks
+        label = (f"Gradual unfreezing: {' → '.join(span(p[1]) for p in phases)} "
+                 f"(epochs {', '.join(str(p[0]) for p in phases)})")
     else:
         label = ROLES[role]
-    variant = row["key"].variant
-    return f"{label} · {variant_words(variant)}" if variant else label
+    words = variant_words(row["key"].variant, row["key"].method)
+    return f"{label} · {words}" if words else label
 
 
 def key_order(key: ConfigKey):
     """Per dataset: the sweeps (pretrained first, fewest epochs first), then the reference rows."""
     variant = tuple((name, str(value)) for name, value in key.variant)
-    return (key.dataset, key.role in REFERENCE_ROLES, not key.has_pretrained, key.epochs, variant,
-            ROLE_ORDER.index(key.role), key.k, key.blocks or ())
+    return (key.dataset, key.role in REFERENCE_ROLES, not key.has_pretrained, key.epochs, key.method != "freeze",
+            key.method, variant, ROLE_ORDER.index(key.role), key.k, str(key.blocks or ()))
 
 
 def summarise(runs: list[dict], folds: int | None = None) -> tuple[list[dict], list[str]]:
@@ -90,7 +97,7 @@ def summarise(runs: list[dict], folds: int | None = None) -> tuple[list[dict], l
     by_key: dict[ConfigKey, list[dict]] = defaultdict(list)
     for run in runs:
         by_key[run["key"]].append(run)
-    layouts = {dataset: layout_of(runs, dataset) for dataset in {r["dataset"] for r in runs}}
+    sizes = {dataset: layout_of(runs, dataset).n for dataset in {r["dataset"] for r in runs}}
     rows, warnings = [], []
     for key in sorted(by_key, key=key_order):
         group = sorted(by_key[key], key=lambda r: (str(r["seed"]), r["fold"]))
@@ -119,7 +126,8 @@ def summarise(runs: list[dict], folds: int | None = None) -> tuple[list[dict], l
                 missing[seed] = sorted(set(range(expected)) - set(fold_runs))
                 extra[seed] = sorted(f for f in fold_runs if not 0 <= f < expected)
         trainable = group[0].get("trainable_blocks") or ()
-        layout = layouts[key.dataset]
+        depth = next((r["depth"] for r in group if r.get("depth")), None)
+        layout = Blocks.counted(sizes[key.dataset], depth)
         row = {
             "key": key,
             "dataset": key.dataset,
@@ -128,7 +136,7 @@ def summarise(runs: list[dict], folds: int | None = None) -> tuple[list[dict], l
             "epochs": key.epochs,
             "direction": group[0]["direction"],
             "has_pretrained": key.has_pretrained,
-            "blocks": tuple(key.blocks or trainable),
+            "blocks": tuple(trainable if key.role == "gradual" else key.blocks or trainable),
             "path_role": layout.path_of(key.role, key.k) if key.role in SWEPT_DIRECTIONS else None,
             "layout": layout,
             "pretrained_paths": _sorted({r.get("pretrained") for r in group if r.get("pretrained")}),
@@ -149,6 +157,8 @@ def summarise(runs: list[dict], folds: int | None = None) -> tuple[list[dict], l
             "seed_std": {m: sample_std(seed_means[m]) if len(seeds) > 1 else math.nan for m in METRICS},
             "per_fold": {f: {m: statistics.fmean(v[m]) for m in METRICS} for f, v in sorted(per_fold_values.items())},
             "runs": group,
+            "costs": {name: statistics.fmean(values) for name in COSTS
+                      if (values := [float(r[name]) for r in group if r.get(name) is not None])},
         }
         row["label"] = row_label(row)
         row["complete"] = not row["missing"] and not row["extra"] and expected is not None
@@ -226,7 +236,8 @@ def study_warnings(runs: list[dict]) -> list[str]:
 def study_groups(rows: list[dict], dataset: str) -> list[Group]:
     """The dataset's k sweeps, pretrained ones first."""
     groups = {group_of(r) for r in rows if r["dataset"] == dataset and r["role"] in SWEPT_DIRECTIONS}
-    return sorted(groups, key=lambda g: (not g.has_pretrained, g.epochs, tuple((k, str(v)) for k, v in g.variant)))
+    return sorted(groups, key=lambda g: (not g.has_pretrained, g.method != "freeze", g.method, g.epochs,
+                                         tuple((k, str(v)) for k, v in g.variant)))
 
 
 def primary_group(rows: list[dict], dataset: str) -> Group | None:
@@ -238,7 +249,7 @@ def primary_group(rows: list[dict], dataset: str) -> Group | None:
     def size(group):
         return sum(r["n_runs"] for r in rows if r["role"] in SWEPT_DIRECTIONS and group_of(r) == group)
 
-    return min(groups, key=lambda g: (not g.has_pretrained, -size(g), g.epochs, len(g.variant)))
+    return min(groups, key=lambda g: (not g.has_pretrained, g.method != "freeze", -size(g), g.epochs, len(g.variant)))
 
 
 def references_for(rows: list[dict], group: Group) -> list[dict]:
@@ -246,7 +257,8 @@ def references_for(rows: list[dict], group: Group) -> list[dict]:
     out = []
     for role in REFERENCE_ROLES:
         found = [r for r in rows if r["dataset"] == group.dataset and r["role"] == role]
-        variant = [r for r in found if r["key"].variant == group.variant] or found
+        variant = [r for r in found if (r["key"].variant, r["key"].method) == (group.variant, group.method)] or \
+            [r for r in found if r["key"].method == "freeze"] or found
         same = [r for r in variant if r["epochs"] == group.epochs or role in UNTRAINED_ROLES]
         out.extend(same or variant)
     return out
@@ -259,13 +271,21 @@ def find_row(rows: list[dict], group: Group, role: str, k: int) -> dict | None:
     return None
 
 
+def group_layout(rows: list[dict], group: Group):
+    """The blocks (and depth order) of a sweep's runs."""
+    return next((r["layout"] for r in rows if group_of(r) == group),
+                next(r["layout"] for r in rows if r["dataset"] == group.dataset))
+
+
 def path_rows(rows: list[dict], group: Group) -> dict[str, dict | None]:
-    """{'contracting': row, 'expanding': row} of a sweep (None where it has no such run)."""
-    layout = next(r["layout"] for r in rows if r["dataset"] == group.dataset)
-    return {path: find_row(rows, group, *layout.path_k(path)) for path in ("contracting", "expanding")}
+    """{'contracting': row, 'expanding': row} of a sweep (None where its depth order has no such step)."""
+    layout = group_layout(rows, group)
+    steps = {path: layout.path_k(path) for path in ("contracting", "expanding")}
+    return {path: find_row(rows, group, *step) if step else None for path, step in steps.items()}
 
 
 def group_words(group: Group) -> str:
     """'pretrained, 20 epochs' (+ the variant)."""
     words = f"{'pretrained' if group.has_pretrained else 'from scratch'}, {group.epochs} epochs"
-    return f"{words}, {variant_words(group.variant)}" if group.variant else words
+    extra = variant_words(group.variant, group.method)
+    return f"{words}, {extra}" if extra else words

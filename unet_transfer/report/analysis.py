@@ -20,7 +20,13 @@ from matplotlib.figure import Figure
 
 from unet_transfer.blocks import DIRECTION_TITLES, SWEPT_DIRECTIONS
 from unet_transfer.files import atomic_write_text
-from unet_transfer.report.aggregate import find_row, group_words, path_rows, primary_group
+from unet_transfer.report.aggregate import (
+    find_row,
+    group_layout,
+    group_words,
+    path_rows,
+    primary_group,
+)
 from unet_transfer.report.collect import run_path
 from unet_transfer.report.registry import Report, entry
 from unet_transfer.report.tables import markdown_table
@@ -53,8 +59,8 @@ def per_block(row: dict, measure: str) -> tuple[dict[int, float], dict[int, floa
 def strategies(rows: list[dict], group) -> dict[str, dict]:
     """The paths of a sweep and its all-blocks row: {'contracting': row, 'expanding': row, 'all': row}."""
     found = {path: row for path, row in path_rows(rows, group).items() if row is not None}
-    layout = next(r["layout"] for r in rows if r["dataset"] == group.dataset)
-    every = find_row(rows, group, "shallow_to_deep", layout.n) or next(
+    layout = group_layout(rows, group)
+    every = find_row(rows, group, "shallow_to_deep", layout.k_range[-1]) or next(
         (r for r in rows if r["role"] == "all_blocks" and r["dataset"] == group.dataset), None)
     if every is not None:
         found["all"] = every
@@ -93,13 +99,13 @@ def plot_paths(found: dict[str, dict], layout, path: Path, title: str) -> Path:
 
 def plot_by_k(rows: list[dict], group, path: Path, title: str) -> Path | None:
     """Heatmaps: rows k, columns blocks; change and CKA, for each direction of the k sweep."""
-    layout = next(r["layout"] for r in rows if r["dataset"] == group.dataset)
+    layout = group_layout(rows, group)
     measures = ("block_change", "block_cka")
     grids = {}
     for measure in measures:
         for direction in SWEPT_DIRECTIONS:
-            grid = np.full((layout.n, layout.n), np.nan)
-            for k in layout.numbers:
+            grid = np.full((len(layout.k_range), layout.n), np.nan)
+            for k in layout.k_range:
                 row = find_row(rows, group, direction, k)
                 if row is not None:
                     mean, _ = per_block(row, measure)
@@ -120,7 +126,7 @@ def plot_by_k(rows: list[dict], group, path: Path, title: str) -> Path | None:
             ax.set_title(f"{DIRECTION_TITLES[direction]}: {MEASURES[measure][0].split(' ||')[0].split(' of')[0]}",
                          fontsize=9)
             ax.set_xticks(range(layout.n), layout.numbers, fontsize=7)
-            ax.set_yticks(range(layout.n), layout.numbers, fontsize=7)
+            ax.set_yticks(range(len(layout.k_range)), layout.k_range, fontsize=7)
             ax.set_xlabel("block", fontsize=8)
             ax.set_ylabel("k (blocks fine-tuned)", fontsize=8)
             fig.colorbar(image, ax=ax, shrink=0.8)
@@ -181,7 +187,7 @@ def analysis_markdown(report: Report, figures: dict[str, list[str]], settings: d
         found = strategies(rows, group) if group else {}
         if not found:
             continue
-        layout = next(r["layout"] for r in rows if r["dataset"] == dataset)
+        layout = group_layout(rows, group)
         lines += [f"## {dataset} ({group_words(group)})", ""]
         for measure, (label, _) in MEASURES.items():
             table = []
@@ -225,7 +231,7 @@ def write_analysis(report: Report, out: Path) -> dict[str, Path]:
             continue
         suffix = "" if len(datasets) == 1 else f"_{dataset}"
         title = f"{dataset} ({group_words(group)})"
-        layout = next(r["layout"] for r in report.rows if r["dataset"] == dataset)
+        layout = group_layout(report.rows, group)
         for made in (plot_paths(found, layout, out / f"block_analysis{suffix}.png", title),
                      plot_by_k(report.rows, group, out / f"block_analysis_by_k{suffix}.png", title)):
             if made:

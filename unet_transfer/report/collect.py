@@ -40,6 +40,7 @@ ROLES = {
     "shallow_to_deep": "shallow to deep",
     "deep_to_shallow": "deep to shallow",
     "blocks": "chosen blocks",
+    "gradual": "gradual unfreezing",
     "all_blocks": "All blocks fine-tuned",
     "scratch": "Trained from scratch",
     "pretrained_only": "Pretrained only (no fine-tuning)",
@@ -47,7 +48,7 @@ ROLES = {
 }
 UNTRAINED_ROLES = ("pretrained_only", "untrained")
 # Settings the roles and columns already say: the dataset, whether it started pretrained, epochs.
-AXIS_SETTINGS = ("dataset.name", "trainer.max_epochs")
+AXIS_SETTINGS = ("dataset.name", "trainer.max_epochs", "finetune._target_")  # the method is its own axis
 _SKIP_DIRS = {".hydra", "lightning_logs", "wandb", "__pycache__", "checkpoints"}
 
 
@@ -60,7 +61,8 @@ class ConfigKey(NamedTuple):
     blocks: tuple | None
     has_pretrained: bool
     epochs: int
-    variant: tuple = ()  # ((setting, value), ...) of the settings that differ within the dataset
+    variant: tuple = ()  # ((setting, value), ...) of the settings that differ among the method's runs
+    method: str = "freeze"  # the fine-tuning method (finetune/)
 
 
 @dataclass
@@ -73,9 +75,11 @@ class Collection:
     problems: list[str] = field(default_factory=list)  # unreadable files, described for the user
 
 
-def role_of(direction: str, has_pretrained: bool, epochs: int) -> str:
+def role_of(direction: str, has_pretrained: bool, epochs: int, phases: list | None = None) -> str:
     if epochs == 0:
         return "pretrained_only" if has_pretrained else "untrained"
+    if phases and len(phases) > 1:
+        return "gradual"
     if direction == "none":
         return "all_blocks" if has_pretrained else "scratch"
     return direction if direction in SWEPT_DIRECTIONS else "blocks"
@@ -88,21 +92,28 @@ def config_key(run: dict, variant: tuple = ()) -> ConfigKey:
     role = run["role"]
     if role in UNTRAINED_ROLES:
         return ConfigKey(run["dataset"], role, 0, None, run["has_pretrained"], 0, variant)
-    blocks = tuple(run.get("trainable_blocks") or ()) if role == "blocks" else None
-    return ConfigKey(run["dataset"], role, int(run["k"]), blocks, run["has_pretrained"], int(run["epochs"]), variant)
+    if role == "gradual":  # the schedule is the configuration: which blocks from which epoch, lr, schedule
+        blocks = tuple((p["epoch"], tuple(p["trainable"]), p.get("lr"), p.get("schedule", "constant"))
+                       for p in run["phases"])
+    else:
+        blocks = tuple(run.get("trainable_blocks") or ()) if role == "blocks" else None
+    return ConfigKey(run["dataset"], role, int(run["k"]), blocks, run["has_pretrained"], int(run["epochs"]), variant,
+                     run.get("method") or "freeze")
 
 
 def _hashable(value):
     return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
 
 
-def variant_settings(runs: list[dict]) -> dict[str, set]:
-    """Per dataset, the recorded settings whose values differ among its runs (beyond the axes the
-    roles say). `pretrained` counts only when pretrained runs started from different checkpoints."""
-    by_dataset: dict[str, list[dict]] = defaultdict(list)
+def variant_settings(runs: list[dict]) -> dict[tuple, set]:
+    """Per dataset and method, the recorded settings whose values differ among its runs (beyond
+    the axes the roles say). `pretrained` counts only when pretrained runs started from different
+    checkpoints. (A method's own settings, e.g. LoRA's rank, never separate it from the others:
+    the method does.)"""
+    by_dataset: dict[tuple, list[dict]] = defaultdict(list)
     for run in runs:
         if run.get("settings") is not None:  # runs of older versions record none
-            by_dataset[run["dataset"]].append(run)
+            by_dataset[(run["dataset"], run.get("method") or "freeze")].append(run)
     varying: dict[str, set] = {}
     for dataset, group in by_dataset.items():
         keys = {key for run in group for key in run["settings"]} - set(AXIS_SETTINGS)
@@ -117,7 +128,7 @@ def assign_keys(runs: list[dict]) -> None:
     varying = variant_settings(runs)
     for run in runs:
         settings = run.get("settings") or {}
-        keys = sorted(varying.get(run["dataset"], ()))
+        keys = sorted(varying.get((run["dataset"], run.get("method") or "freeze"), ()))
         variant = tuple((key, _hashable(settings.get(key))) for key in keys
                         if key != "pretrained" or run["has_pretrained"])
         run["key"] = config_key(run, variant)
@@ -165,7 +176,7 @@ def load_run(folder: Path, root: Path) -> tuple[dict | None, list[str]]:
     run["epochs"] = int(metrics["epochs"])
     run["k"] = int(metrics["k"])
     run["fold"] = int(metrics["fold"])
-    run["role"] = role_of(run["direction"], run["has_pretrained"], run["epochs"])
+    run["role"] = role_of(run["direction"], run["has_pretrained"], run["epochs"], run.get("phases"))
     run["key"] = config_key(run)
     run["path"] = folder
     run["relpath"] = "." if folder == root else str(folder.relative_to(root))
@@ -251,9 +262,10 @@ def run_path(run: dict) -> str | None:
     return next((path for path in ("contracting", "expanding") if trained == set(getattr(layout, path))), None)
 
 
-def variant_words(variant: tuple) -> str:
-    """(('optimizer.lr', 0.001),) -> 'optimizer.lr=0.001'."""
-    return ", ".join(f"{key}={value}" for key, value in variant)
+def variant_words(variant: tuple, method: str = "freeze") -> str:
+    """(('optimizer.lr', 0.001),) -> 'optimizer.lr=0.001'; a method other than freeze first."""
+    words = [f"{key.removeprefix('finetune.')}={value}" for key, value in variant if value is not None]
+    return ", ".join([method] * (method != "freeze") + words)
 
 
 def describe_key(key: ConfigKey) -> str:
@@ -264,7 +276,7 @@ def describe_key(key: ConfigKey) -> str:
         what = f"blocks {span(key.blocks)}"
     else:
         what = ROLES[key.role].lower() if key.role != "pretrained_only" else "pretrained only"
-    extra = f", {variant_words(key.variant)}" if key.variant else ""
+    extra = f", {variant_words(key.variant, key.method)}" if key.variant or key.method != "freeze" else ""
     start = "pretrained" if key.has_pretrained else "from scratch"
     if key.role in ("scratch", "all_blocks", *UNTRAINED_ROLES):
         epochs = f" ({key.epochs} epochs{extra})" if key.epochs else (f" ({extra[2:]})" if extra else "")

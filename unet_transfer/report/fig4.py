@@ -13,7 +13,13 @@ from matplotlib.lines import Line2D
 
 from unet_transfer.blocks import DIRECTION_TITLES, SWEPT_DIRECTIONS
 from unet_transfer.metrics import METRICS
-from unet_transfer.report.aggregate import find_row, primary_group, references_for, study_groups
+from unet_transfer.report.aggregate import (
+    find_row,
+    group_layout,
+    primary_group,
+    references_for,
+    study_groups,
+)
 from unet_transfer.report.collect import variant_words
 from unet_transfer.report.registry import Report, entry
 
@@ -78,12 +84,12 @@ def _panel(ax, rows, dataset, metric) -> dict[str, object]:
     """Draw one dataset; returns the legend entries {label: handle} it used."""
     primary = primary_group(rows, dataset)
     groups = [g for g in study_groups(rows, dataset) if g.has_pretrained == primary.has_pretrained]
-    layout = next(r["layout"] for r in rows if r["dataset"] == dataset)
+    layout = group_layout(rows, primary)
     legend: dict[str, object] = {}
     for group in sorted(groups, key=lambda g: g != primary):
         is_primary = group == primary
         for i, direction in enumerate(SWEPT_DIRECTIONS):
-            points = [find_row(rows, group, direction, k) for k in layout.numbers]
+            points = [find_row(rows, group, direction, k) for k in group_layout(rows, group).k_range]
             points = [p for p in points if p is not None]
             if not points:
                 continue
@@ -153,12 +159,12 @@ def _panel(ax, rows, dataset, metric) -> dict[str, object]:
             ref["label"], Line2D([], [], color=colour, linestyle=style, linewidth=1.3)
         )
     start = "pretrained" if primary.has_pretrained else "from scratch"
-    extra = f", {variant_words(primary.variant)}" if primary.variant else ""
+    extra = f", {variant_words(primary.variant, primary.method)}" if primary.variant or primary.method != "freeze" else ""
     ax.set_title(f"{dataset} ({start}, {primary.epochs} epochs{extra})", fontsize=11)
-    ax.set_xlabel("Number of blocks fine-tuned, k")
+    ax.set_xlabel(f"Number of {layout.k_words} fine-tuned, k")
     ax.set_ylabel(METRICS[metric].axis_label)
-    ax.set_xticks(layout.numbers)
-    ax.set_xlim(0.5, layout.n + 0.5)
+    ax.set_xticks(layout.k_range)
+    ax.set_xlim(0.5, len(layout.k_range) + 0.5)
     low, high = ax.get_ylim()
     if METRICS[metric].higher_is_better and high > 1.0:  # Dice and adjusted Rand end at 1
         ax.set_ylim(low, 1.005)
@@ -174,8 +180,8 @@ def _panel(ax, rows, dataset, metric) -> dict[str, object]:
 def group_difference(group, primary) -> str:
     """How a further sweep differs from the primary one, for its legend label."""
     words = [f"{group.epochs} epochs"] if group.epochs != primary.epochs else []
-    if group.variant != primary.variant:
-        words.append(variant_words(group.variant) or "default settings")
+    if (group.variant, group.method) != (primary.variant, primary.method):
+        words.append(variant_words(group.variant, group.method) or "default settings")
     return ", ".join(words)
 
 

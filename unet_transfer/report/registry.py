@@ -24,6 +24,7 @@ class Report:
     rows: list[dict]
     notes: list[str] = field(default_factory=list)
     written: dict[str, Path] = field(default_factory=dict)  # by the entries that ran before
+    sections: list[str] = field(default_factory=list)  # markdown an entry adds to summary.md
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,13 @@ from scipy import stats as sps
 from unet_transfer.blocks import DIRECTION_SHORT
 from unet_transfer.files import atomic_write_text
 from unet_transfer.metrics import METRICS
-from unet_transfer.report.aggregate import find_row, group_words, path_rows, study_groups
+from unet_transfer.report.aggregate import (
+    find_row,
+    group_layout,
+    group_words,
+    path_rows,
+    study_groups,
+)
 from unet_transfer.report.registry import Report, entry
 from unet_transfer.report.tables import markdown_table
 
@@ -189,7 +195,7 @@ def write_stats(report: Report, out: Path) -> dict[str, Path]:
 
 def _group_section(rows, group) -> list[str]:
     out: list[str] = []
-    layout = next(r["layout"] for r in rows if r["dataset"] == group.dataset)
+    layout = group_layout(rows, group)
     paths = path_rows(rows, group)
     contracting, expanding = paths["contracting"], paths["expanding"]
     if contracting and expanding:
@@ -236,7 +242,7 @@ def _group_section(rows, group) -> list[str]:
         out.append("")
     table, image_p = [], []
     first_name, second_name = DIRECTION_SHORT["shallow_to_deep"], DIRECTION_SHORT["deep_to_shallow"]
-    for k in layout.numbers:
+    for k in layout.k_range:
         first = find_row(rows, group, "shallow_to_deep", k)
         second = find_row(rows, group, "deep_to_shallow", k)
         if not (first and second):

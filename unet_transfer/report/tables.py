@@ -12,6 +12,7 @@ from unet_transfer.blocks import DIRECTION_SHORT, SWEPT_DIRECTIONS, span
 from unet_transfer.files import atomic_path
 from unet_transfer.metrics import METRICS
 from unet_transfer.report.aggregate import (
+    group_layout,
     group_words,
     path_rows,
     primary_group,
@@ -98,6 +99,8 @@ def summary_markdown(report: Report, warnings: list[str], n_unfinished: int, fig
                   str(r["epochs"]), *(cell(r, m, flag=m == "dice") for m in METRICS), folds_cell(r)] for r in rest],
             )
             lines.append("")
+    lines += [text for section in report.sections for text in (section, "")]
+    figures = [f for f in figures if f"]({Path(f).name})" not in "".join(report.sections)]  # not twice
     if figures:
         lines += ["## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures] + [""]
     if report.notes:
@@ -107,7 +110,7 @@ def summary_markdown(report: Report, warnings: list[str], n_unfinished: int, fig
 
 def paths_table(rows, group, shown, with_references=True) -> list[str]:
     found = path_rows(rows, group)
-    layout = next(r["layout"] for r in rows if r["dataset"] == group.dataset)
+    layout = group_layout(rows, group)
     table = []
     for path in ("contracting", "expanding"):
         row = found[path]
@@ -126,9 +129,9 @@ def paths_table(rows, group, shown, with_references=True) -> list[str]:
         return []
     out = [f"### Contracting vs expanding ({group_words(group)})", ""]
     out += markdown_table(["Trained", "Blocks", *(m.label for m in METRICS.values()), "Folds"], table)
-    missing = [f"{path} ({'shallow to deep' if direction == 'shallow_to_deep' else 'deep to shallow'}, k={k})"
-               for path, (direction, k) in ((p, layout.path_k(p)) for p in ("contracting", "expanding"))
-               if found[path] is None]
+    missing = [f"{path} ({'shallow to deep' if step[0] == 'shallow_to_deep' else 'deep to shallow'}, k={step[1]})"
+               for path, step in ((p, layout.path_k(p)) for p in ("contracting", "expanding"))
+               if found[path] is None and step is not None]
     if missing:
         out += ["", f"No runs of {' or '.join(missing)} in this sweep."]
     return out + [""]
@@ -137,13 +140,13 @@ def paths_table(rows, group, shown, with_references=True) -> list[str]:
 def k_table(rows, group, shown, all_k=True) -> list[str]:
     from unet_transfer.report.aggregate import find_row
 
-    layout = next(r["layout"] for r in rows if r["dataset"] == group.dataset)
+    layout = group_layout(rows, group)
     header = ["k"]
     for direction in SWEPT_DIRECTIONS:
         short = DIRECTION_SHORT[direction]
         header += [f"{short} blocks", *(f"{short} {m.label}" for m in METRICS.values())]
     table = []
-    for k in layout.numbers:
+    for k in layout.k_range:
         found = [find_row(rows, group, d, k) for d in SWEPT_DIRECTIONS]
         if not all_k and not any(found):
             continue
@@ -154,9 +157,11 @@ def k_table(rows, group, shown, all_k=True) -> list[str]:
             line += [span(layout.swept(direction, k)), *(cell(row, m) for m in METRICS)]
         table.append(line)
     out = [
-        f"### By number of fine-tuned blocks k ({group_words(group)})",
+        f"### By number of fine-tuned {layout.k_words} k ({group_words(group)})",
         "",
-        "S→D = shallow to deep (blocks 1..k train), D→S = deep to shallow (the k deepest train).",
+        "S→D = shallow to deep (blocks 1..k train), D→S = deep to shallow (the k deepest train)." if layout.depth == "longest"
+        else f"S→D = shallow to deep (the k shallowest {layout.k_words} train), D→S = deep to shallow (the k deepest). "
+             + layout.legend().split("With depth=shortest, ")[-1],
         "",
     ]
     return out + markdown_table(header, table) + [""]
@@ -167,7 +172,7 @@ CSV_FIELDS = (
     "folds_found", "folds_expected", "missing_folds", "seeds",
     *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")),
     *(f"{m}_seed_std" for m in METRICS),
-    "warning", "settings", "trainings",
+    "warning", "settings", "trainings", "method", "trainable_params", "trainable_share", "train_time_s",
 )
 
 
@@ -193,8 +198,12 @@ def csv_rows(rows: list[dict]) -> list[dict]:
             "seeds": " ".join(map(str, row["seeds"])),
             "warning": row["flag"].replace("⚠ ", ""),
             "settings": variant_words(row["key"].variant),
+            "method": row["key"].method,
             "trainings": row["n_runs"],
         }
+        for name in ("trainable_params", "trainable_share", "train_time_s"):
+            value = row["costs"].get(name)
+            item[name] = "" if value is None else repr(float(value))
         for metric in METRICS:
             for stat in ("mean", "std", "seed_std"):
                 value = row[stat][metric]

@@ -36,8 +36,12 @@ def study_plan(experiment: str, overrides: list[str], extra_dirs=()) -> tuple[st
     single = [line for line, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
     cfg = compose_config([f"experiment={experiment}", *single], extra_dirs)
     base = [f"experiment={experiment}", *overrides]
-    return (str(cfg.study), [base] + [merge_overrides(base, [str(line) for line in extra]) for extra in cfg.study_sweeps],
-            cfg)
+    sweeps = [base] + [merge_overrides(base, [str(line) for line in extra]) for extra in cfg.study_sweeps]
+    if cfg.get("lr_grid"):  # each sweep over the grid, the lr chosen per fold on a validation split (report/methods.py)
+        grid = [f"optimizer.lr={','.join(str(v) for v in cfg.lr_grid_values)}",
+                f"validation_split={cfg.lr_grid_validation}"]
+        sweeps = [merge_overrides(sweep, grid) for sweep in sweeps]
+    return str(cfg.study), sweeps, cfg
 
 
 def merge_overrides(base: list[str], extra: list[str]) -> list[str]:

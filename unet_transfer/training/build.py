@@ -29,7 +29,8 @@ def build_datamodule(cfg: DictConfig, source=None):
     from unet_transfer.data.datamodule import FoldDataModule
 
     return FoldDataModule(source if source is not None else instantiate(cfg.dataset), cfg.paths.cache_dir,
-                          fold=cfg.fold, folds=cfg.folds, split_seed=cfg.split_seed, batch_size=cfg.batch_size,
+                          fold=cfg.fold, folds=cfg.folds, split_seed=cfg.split_seed,
+                          validation_split=float(cfg.get("validation_split") or 0.0), batch_size=cfg.batch_size,
                           augment=OmegaConf.to_container(cfg.augment, resolve=True), seed=cfg.seed, **cfg.loader)
 
 
@@ -56,11 +57,13 @@ def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = 
     model = instantiate(cfg.model)
     if cfg.pretrained:
         load_pretrained(model, cfg.pretrained)
+    method = instantiate(cfg.finetune)
     module = SegmentationModule(model, instantiate(cfg.optimizer), channels_last=cfg.fast.channels_last,
-                                keep_predictions=cfg.save_predictions, compile=cfg.fast.compile)
+                                keep_predictions=cfg.save_predictions, compile=cfg.fast.compile, method=method)
     datamodule = build_datamodule(cfg, source)
     gradient_flow, block_analysis = GradientFlow(), BlockAnalysis(model)
-    all_callbacks = [*configured_callbacks(cfg), gradient_flow, block_analysis, *callbacks]
+    freeze, *configured = configured_callbacks(cfg)
+    all_callbacks = [freeze, method, *configured, gradient_flow, block_analysis, *callbacks]
     run_logger = instantiate(cfg.logger) if logger and cfg.get("logger") else False
     no_validation = {} if cfg.validate else {"limit_val_batches": 0}
     trainer = instantiate(cfg.trainer, callbacks=all_callbacks, logger=run_logger,

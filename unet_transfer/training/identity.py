@@ -26,7 +26,7 @@ import unet_transfer
 # what is kept on disk, and speed (threads, memory layout, compilation, data loading, device).
 NOT_SETTINGS = (
     "output_dir", "paths", "study", "study_sweeps", "resume", "logger", "save_weights",
-    "save_predictions", "keep_weights", "threads", "runs_per_gpu", "fast", "loader", "pretrain", "pretrain_overrides",
+    "save_predictions", "keep_weights", "lr_grid", "lr_grid_values", "lr_grid_validation", "threads", "runs_per_gpu", "fast", "loader", "pretrain", "pretrain_overrides",
     "dataset.root", "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
     "trainer.enable_checkpointing", "trainer.accelerator", "trainer.devices", "trainer.default_root_dir",
 )
@@ -91,4 +91,9 @@ def run_key(settings: dict, *, fold: int, seed: int, phases, data: str, weights:
     from unet_transfer.data.cache import digest
 
     return digest({"settings": settings, "fold": fold, "seed": seed, "data": data, "pretrained_sha256": weights,
-                   "phases": [(p.epoch, list(p.trainable)) for p in phases], **code_version()})
+                   "phases": [phase_record(p) for p in phases], **code_version()})
+
+
+def phase_record(phase) -> dict:
+    """A freeze phase as metrics.json and the run identity record it."""
+    return {"epoch": phase.epoch, "trainable": list(phase.trainable), "lr": phase.lr, "schedule": phase.schedule}

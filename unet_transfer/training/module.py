@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from unet_transfer.finetune.base import Method
 from unet_transfer.metrics import METRICS, THRESHOLD, per_image_scores
 from unet_transfer.model import UNet
 
@@ -18,15 +19,18 @@ class SegmentationModule(pl.LightningModule):
         model: the U-Net (its frozen blocks are set by the FreezeSchedule callback).
         optimizer: a partial optimiser (e.g. Adam lr 1e-4) completed with the trainable
             parameters only, so frozen weights are never in the optimiser.
+        method: the fine-tuning method (finetune/): which of the trainable blocks' parameters
+            train, in which groups and at which rates, and any loss penalty.
         channels_last: run convolutions in NHWC layout (faster on CPUs and tensor cores).
         compile: run the forward pass through torch.compile (state dict and blocks unchanged).
         keep_predictions: also keep the held-out probability maps (for figures).
     """
 
     def __init__(self, model: UNet, optimizer: Callable[..., torch.optim.Optimizer], channels_last: bool = False,
-                 threshold: float = THRESHOLD, keep_predictions: bool = False, compile: bool = False):
+                 threshold: float = THRESHOLD, keep_predictions: bool = False, compile: bool = False, method=None):
         super().__init__()
         self.model, self.optimizer_factory = model, optimizer
+        self.method = method if method is not None else Method()
         self.channels_last, self.threshold, self.keep_predictions = channels_last, threshold, keep_predictions
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -50,6 +54,9 @@ class SegmentationModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self._loss(batch)
+        penalty = self.method.penalty(self.model)
+        if penalty is not None:
+            loss = loss + penalty
         n = len(batch[0])
         # self.log costs ~0.7 ms, 5% of a demo-size step: the epoch mean is summed here instead,
         # and the step loss is logged only on the steps the loggers write (log_every_n_steps).
@@ -85,4 +92,7 @@ class SegmentationModule(pl.LightningModule):
             self.log(f"test/{m}", scores[m].mean().float(), batch_size=len(images))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory([p for p in self.model.parameters() if p.requires_grad])
+        model = self.model
+        trainable = sorted({model.block_of_parameter(n) for n, p in model.named_parameters() if p.requires_grad})
+        lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        return self.optimizer_factory(self.method.param_groups(model, trainable, lr))

@@ -40,7 +40,7 @@ from unet_transfer.training.artifacts import (
     set_aside,
     write_run_results,
 )
-from unet_transfer.training.identity import code_version, run_key, run_settings
+from unet_transfer.training.identity import code_version, phase_record, run_key, run_settings
 from unet_transfer.training.schedule import Phase
 from unet_transfer.training.validate import check_settings
 
@@ -174,12 +174,17 @@ def train(cfg: DictConfig, plan: RunPlan, out_dir: Path) -> dict:
             built.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         log.info("Run %s: %s %s trains blocks %s, fold %d/%d%s", out_dir, plan.source.name, cfg.freeze.direction,
                  list(plan.trainable), cfg.fold, cfg.folds, "" if gpu is None else f", GPU {gpu}")
+        fit_start = time.perf_counter()
         built.trainer.fit(built.module, built.datamodule)
+        train_time = time.perf_counter() - fit_start
+        validation = score_validation_split(built)
         built.trainer.test(built.module, built.datamodule, verbose=False)
 
     data, module = built.datamodule.data, built.module
     per_image = [{"id": data.ids[r["row"]], **{k: v for k, v in r.items() if k != "row"}} for r in module.test_records]
-    metrics = summarise(cfg, plan, per_image, built, time.perf_counter() - start)
+    metrics = summarise(cfg, plan, per_image, built, time.perf_counter() - start, train_time)
+    if validation:
+        metrics["validation"] = validation
     meta = {"dataset": plan.source.name, "epochs": metrics["epochs"], "seed": cfg.seed}
     if cfg.save_weights:
         save_weights(built.model, cfg.save_weights, OmegaConf.to_container(cfg.model, resolve=True), meta)
@@ -210,10 +215,23 @@ def keeps_weights(cfg: DictConfig, plan: RunPlan) -> bool:
     return fine_tunes and cfg.fold in (keep.get("folds") or []) and kind in (keep.get("trained") or [])
 
 
-def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, duration: float) -> dict:
+def score_validation_split(built) -> dict | None:
+    """The final weights' scores on the training images kept aside (validation_split), which is
+    what settings such as the learning rate are chosen on; None without such a split."""
+    datamodule = built.datamodule
+    if not len(datamodule.validation_rows):
+        return None
+    built.trainer.test(built.module, dataloaders=datamodule.validation_split_dataloader(), verbose=False)
+    records = built.module.test_records
+    return {**{name: statistics.fmean(r[name] for r in records) for name in METRICS}, "n_images": len(records)}
+
+
+def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, duration: float,
+              train_time: float) -> dict:
     import torch
 
-    source, trainable = plan.source, plan.trainable
+    source, trainable, method = plan.source, plan.trainable, built.module.method
+    total = sum(p.numel() for p in built.model.parameters())
     return {
         "dataset": source.name,
         "dataset_settings": dict(getattr(source, "settings", {})),
@@ -223,7 +241,13 @@ def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, dura
         "fold": cfg.fold,
         "folds": cfg.folds,
         "trainable_blocks": list(trainable),
+        "phases": [phase_record(p) for p in plan.phases],
+        "method": method.name,
+        "trainable_params": method.trainable_params,
+        "trainable_share": method.trainable_params / total,
+        **method.summary(),
         "n_blocks": plan.layout.n,
+        "depth": plan.layout.depth,
         **{name: statistics.fmean(r[name] for r in per_image) for name in METRICS},
         "n_images": len(per_image),
         "n_train": len(built.datamodule.train_rows),
@@ -249,6 +273,7 @@ def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, dura
         **code_version(),
         "run_key": plan.key,
         "invocation": process_token(),
+        "train_time_s": round(train_time, 3),
         "duration_s": round(duration, 3),
     }
 

@@ -73,7 +73,7 @@ def check_settings(cfg: DictConfig) -> tuple[Blocks, list[Phase]]:
     """The run's blocks and freeze phases, once every setting has been checked."""
     levels = whole(cfg.model.get("levels", 4), "model.levels", 1)
     whole(cfg.model.width, "model.width", 1, " (filters of block 1; the paper uses 64)")
-    layout = Blocks(levels)
+    layout = Blocks(levels, cfg.get("depth") or "longest")
     folds = whole(cfg.folds, "folds", 2, " (cross-validation needs at least 2 folds)")
     check_fold(cfg.fold, folds)
     whole(cfg.batch_size, "batch_size", 1)

@@ -1,0 +1,72 @@
+"""The fine-tuning method interface, and the paper's own: hard freezing only.
+
+The freeze schedule (training/freeze.py) decides which blocks train; a method decides how:
+which of their parameters train (`trains`), with what learning rate (`param_groups`), with
+what extra loss (`penalty`), and what happens each step or at the end (Lightning hooks). Every
+parameter outside its groups keeps requires_grad=False, so frozen stays bit-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+
+class Method(pl.Callback):
+    """`finetune=freeze`: every parameter of a trainable block, at the optimiser's learning rate."""
+
+    name = "freeze"
+
+    def __init__(self, **settings):
+        self.settings = settings
+        self._trained: dict[int, int] = {}  # id -> size of every parameter that had a learning rate
+
+    # --- what trains, and how fast ---------------------------------------------------------
+
+    def trains(self, name: str, parameter: nn.Parameter) -> bool:
+        """Whether a parameter of a trainable block trains (BitFit: only biases)."""
+        return True
+
+    def prepare(self, model: nn.Module, trainable: Iterable[int]) -> None:
+        """After the freeze schedule set requires_grad per block: narrow it to what trains."""
+        trainable = set(trainable)
+        for name, parameter in model.named_parameters():
+            if model.block_of_parameter(name) in trainable and not self.trains(name, parameter):
+                parameter.requires_grad_(False)
+
+    def param_groups(self, model: nn.Module, blocks: Iterable[int], lr: float) -> list[dict]:
+        """Optimiser groups for the trainable parameters of `blocks` (one group, at `lr`)."""
+        blocks = set(blocks)
+        params = [p for n, p in model.named_parameters() if p.requires_grad and model.block_of_parameter(n) in blocks]
+        return [{"params": params, "lr": lr, "base_lr": lr}] if params else []
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        """An extra term of the training loss (none)."""
+        return None
+
+    # --- what it reports -------------------------------------------------------------------
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.record(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.record(trainer)
+
+    def record(self, trainer) -> None:
+        """Remember every parameter that has had a non-zero learning rate."""
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                if group.get("base_lr", group["lr"]) > 0:
+                    self._trained.update({id(p): p.numel() for p in group["params"]})
+
+    @property
+    def trainable_params(self) -> int:
+        """Parameters that trained at some point (adapters included, also once merged)."""
+        return sum(self._trained.values())
+
+    def summary(self) -> dict:
+        """What metrics.json records of the method beyond its name and settings."""
+        return {}

@@ -1,0 +1,50 @@
+"""Per-block learning rates (`finetune=layer_lr`): discriminative fine-tuning (ULMFiT, Howard &
+Ruder 2018; timm's layer decay), in either direction.
+
+lr of block b = lr * decay ** d(b), d(b) the number of depth tiers between b and the fastest
+end (`faster=deep`: the deepest block at lr, as ULMFiT; `faster=shallow`: the shallowest,
+the paper's hypothesis made continuous), or lr * factors[b - 1] with an explicit list. A factor
+of 0 is hard freezing in the limit: the block never moves (a test checks it equals freeze=).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from torch import nn
+
+from unet_transfer.blocks import Blocks
+from unet_transfer.errors import ConfigError
+from unet_transfer.finetune.base import Method
+
+
+class LayerLR(Method):
+    name = "layer_lr"
+
+    def __init__(self, decay: float = 0.5, faster: str = "deep", factors: Sequence[float] | None = None,
+                 depth: str = "longest"):
+        if faster not in ("deep", "shallow"):
+            raise ConfigError(f"finetune.faster={faster!r}: use deep (ULMFiT) or shallow.")
+        if not 0 <= decay <= 1:
+            raise ConfigError(f"finetune.decay={decay!r}: a factor in [0, 1] per depth tier.")
+        super().__init__(decay=decay, faster=faster, factors=list(factors) if factors else None, depth=depth)
+        self.decay, self.faster, self.factors, self.depth = decay, faster, self.settings["factors"], depth
+
+    def factor(self, layout: Blocks, block: int) -> float:
+        if self.factors is not None:
+            if len(self.factors) != layout.n:
+                raise ConfigError(f"finetune.factors has {len(self.factors)} values; the model has {layout.n} blocks.")
+            return float(self.factors[block - 1])
+        tiers = Blocks(layout.levels, self.depth).tiers
+        tier = next(i for i, members in enumerate(tiers) if block in members)
+        distance = len(tiers) - 1 - tier if self.faster == "deep" else tier
+        return self.decay**distance
+
+    def param_groups(self, model: nn.Module, blocks: Iterable[int], lr: float) -> list[dict]:
+        groups = []
+        for block in sorted(set(blocks)):
+            params = [p for n, p in model.named_parameters() if p.requires_grad and model.block_of_parameter(n) == block]
+            if params:
+                block_lr = lr * self.factor(model.layout, block)
+                groups.append({"params": params, "lr": block_lr, "base_lr": block_lr, "block": block})
+        return groups
