@@ -149,13 +149,16 @@ class FoldDataModule(SegmentationDataModule):
             cache folder)` (unet_transfer.sources).
         cache_dir: the preprocessing cache (shared by every run of a study).
         fold, folds, split_seed: which held-out fold of which k-fold split.
+        hold_out: False trains on every image and holds none out (the final network of a
+            recommended configuration, unet_transfer/inference/final.py; there is nothing to score).
         options: the SegmentationDataModule settings (batch_size, augment, seed, loader).
     """
 
-    def __init__(self, source, cache_dir: Path | str, fold: int, folds: int, split_seed: int, **options):
+    def __init__(self, source, cache_dir: Path | str, fold: int, folds: int, split_seed: int, hold_out: bool = True,
+                 **options):
         super().__init__(None, **options)
         self.source, self.cache_dir = source, Path(cache_dir)
-        self.fold, self.folds, self.split_seed = fold, folds, split_seed
+        self.fold, self.folds, self.split_seed, self.hold_out = fold, folds, split_seed, hold_out
         self.cache_folder: Path | None = None
 
     def prepare_data(self) -> None:
@@ -166,10 +169,13 @@ class FoldDataModule(SegmentationDataModule):
             return
         data, self.cache_folder = self.source.load(self.cache_dir)
         held_out = splits.load_or_create(self.cache_folder / "splits.json", data.ids, self.folds, self.split_seed,
-                                         data.labels)[self.fold]
+                                         data.labels)[self.fold] if self.hold_out else []
         self.assign(data, held_out, offline_cache=self.cache_folder)
-        log.info("Fold %d/%d of %s: %d train / %d held-out images", self.fold, self.folds, self.source.name,
-                 len(self.train_rows), len(self.test_rows))
+        if self.hold_out:
+            log.info("Fold %d/%d of %s: %d train / %d held-out images", self.fold, self.folds, self.source.name,
+                     len(self.train_rows), len(self.test_rows))
+        else:
+            log.info("All of %s: %d train images, none held out", self.source.name, len(self.train_rows))
         for warning in data.warnings:
             log.warning("Data: %s", warning)
 

@@ -21,12 +21,14 @@ class Built:
     trainer: Any
 
 
-def build_datamodule(cfg: DictConfig, source=None):
-    """The run's fold of its dataset (cached and split on setup, as Lightning's contract says)."""
+def build_datamodule(cfg: DictConfig, source=None, hold_out: bool = True):
+    """The run's fold of its dataset (cached and split on setup, as Lightning's contract says);
+    with hold_out=False every image trains (a recommended configuration's final network)."""
     from unet_transfer.data.datamodule import FoldDataModule
 
     return FoldDataModule(source if source is not None else instantiate(cfg.dataset), cfg.paths.cache_dir,
-                          fold=cfg.fold, folds=cfg.folds, split_seed=cfg.split_seed, batch_size=cfg.batch_size,
+                          fold=cfg.fold, folds=cfg.folds, split_seed=cfg.split_seed, hold_out=hold_out,
+                          batch_size=cfg.batch_size,
                           augment=OmegaConf.to_container(cfg.augment, resolve=True), seed=cfg.seed, **cfg.loader)
 
 
@@ -36,9 +38,11 @@ def configured_callbacks(cfg: DictConfig) -> list:
     return [instantiate(cfg.freeze), *(instantiate(node) for node in extra.values() if node is not None)]
 
 
-def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = True, **trainer_overrides) -> Built:
+def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = True, hold_out: bool = True,
+          **trainer_overrides) -> Built:
     """Everything a training needs, seeded; `callbacks` are added after the configured ones and
-    `trainer_overrides` win over `trainer.*` (the benchmark's round limits, a chosen GPU)."""
+    `trainer_overrides` win over `trainer.*` (the benchmark's round limits, a chosen GPU);
+    `hold_out=False` trains on every image (see FoldDataModule)."""
     import pytorch_lightning as pl
     import torch
 
@@ -53,7 +57,7 @@ def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = 
         load_pretrained(model, cfg.pretrained)
     module = SegmentationModule(model, instantiate(cfg.optimizer), channels_last=cfg.fast.channels_last,
                                 keep_predictions=cfg.save_predictions, compile=cfg.fast.compile)
-    datamodule = build_datamodule(cfg, source)
+    datamodule = build_datamodule(cfg, source, hold_out)
     all_callbacks = [*configured_callbacks(cfg), *callbacks]
     run_logger = instantiate(cfg.logger) if logger and cfg.get("logger") else False
     no_validation = {} if cfg.validate else {"limit_val_batches": 0}

@@ -180,8 +180,11 @@ def train(cfg: DictConfig, plan: RunPlan, out_dir: Path) -> dict:
     per_image = [{"id": data.ids[r["row"]], **{k: v for k, v in r.items() if k != "row"}} for r in module.test_records]
     metrics = summarise(cfg, plan, per_image, built, time.perf_counter() - start)
     if cfg.save_weights:
+        from unet_transfer.inference.preprocessing import record
+
         save_weights(built.model, cfg.save_weights, OmegaConf.to_container(cfg.model, resolve=True),
-                     {"dataset": plan.source.name, "epochs": metrics["epochs"], "seed": cfg.seed})
+                     {"dataset": plan.source.name, "epochs": metrics["epochs"], "seed": cfg.seed,
+                      **record(plan.source.image_size, module.threshold)})
     if cfg.save_predictions:
         import torch
 
