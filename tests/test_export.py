@@ -57,6 +57,26 @@ def test_safetensors_loading_is_strict_and_names_the_first_difference(checkpoint
         load_pretrained(UNet(width=4), tmp_path / "cut.safetensors")
 
 
+def test_a_checkpoint_remade_by_a_new_recipe_leaves_no_stale_twin_when_its_pretraining_fails(
+        make_cfg, tmp_path, monkeypatch):
+    import subprocess
+
+    from unet_transfer.errors import UserError
+    from unet_transfer.study import pretrain
+
+    checkpoint = tmp_path / "ckpt" / "made.pt"
+    cfg = make_cfg(f"pretrained={checkpoint}", "pretrain=demo_pretrain", "pretrain_overrides=['trainer.max_epochs=1']")
+    monkeypatch.setattr(pretrain.subprocess, "run", lambda command, **kwargs: (
+        save_weights(UNet(width=4), checkpoint, {"width": 4}), subprocess.CompletedProcess(command, 0))[1])
+    pretrain.ensure_pretrained(cfg)
+    assert checkpoint.with_suffix(".safetensors").exists()
+    monkeypatch.setattr(pretrain.subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(command, 1))
+    changed = make_cfg(f"pretrained={checkpoint}", "pretrain=demo_pretrain", "pretrain_overrides=['trainer.max_epochs=2']")
+    with pytest.raises(UserError, match="Pretraining"):
+        pretrain.ensure_pretrained(changed)
+    assert not checkpoint.exists() and not checkpoint.with_suffix(".safetensors").exists()
+
+
 def test_predict_refuses_a_checkpoint_without_its_preprocessing_and_never_builds_other_classes(tmp_path):
     bare = save_weights(UNet(width=4), tmp_path / "bare.pt", {"width": 4})
     with pytest.raises(ConfigError, match="does not record the preprocessing"):

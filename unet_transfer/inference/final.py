@@ -39,6 +39,7 @@ class FinalNetwork:
     image_size: int
     data: str  # the preprocessing cache entry: dataset name and content digest
     n_images: int
+    n_train: int  # images trained on: all of them
     ids_sha256: str
     epochs: int
     duration_s: float
@@ -111,6 +112,6 @@ def train_final(cfg: DictConfig) -> FinalNetwork:
         built.logger.finalize("success")
     ids = sorted(built.datamodule.data.ids)
     return FinalNetwork(built.model.cpu().eval(), cfg, source.name, int(source.image_size),
-                        built.datamodule.cache_folder.name, len(ids),
+                        built.datamodule.cache_folder.name, len(ids), len(built.datamodule.train_rows),
                         hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16], int(built.trainer.current_epoch),
                         round(time.perf_counter() - start, 3), str(built.trainer.strategy.root_device))
