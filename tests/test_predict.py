@@ -162,6 +162,22 @@ def test_an_unreadable_file_is_named_and_the_others_are_still_written(study, rec
     assert summary["n_predicted"] == 2 and summary["failures"][0]["file"].endswith("broken.png")
 
 
+def test_a_dataset_config_pairs_images_and_masks_for_scoring(study, recommended):
+    from layouts import write_image, write_mask
+
+    root = study / "mine"
+    for n, size in enumerate(((30, 40), (50, 36))):
+        write_image(root / "images" / f"case{n}.png", n, size=size)
+        write_mask(root / "masks" / f"case{n}_mask.png", seed=n, size=size)
+    out = study / "mine_predicted"
+    assert predict.main([str(recommended / "model.pt"), str(root), str(out), "--dataset", "folder",
+                         "--dataset-option", "mask_suffix=_mask", "--no-progress"]) == 0
+    rows = {row["id"]: row for row in read_csv(out / "per_image.csv")}
+    assert {name: (int(row["height"]), int(row["width"])) for name, row in rows.items()} == {
+        "case0": (30, 40), "case1": (50, 36)}
+    assert cv2.imread(str(out / "case1_mask.png"), cv2.IMREAD_UNCHANGED).shape == (50, 36)
+
+
 def test_a_bad_checkpoint_is_one_clear_line_and_exit_code_2(study, tmp_path, capsys):
     broken = tmp_path / "model.safetensors"
     broken.write_bytes(b"\x00" * 64)
