@@ -9,6 +9,7 @@ report (or a unique part of it) or by one of its run folders.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -81,7 +82,8 @@ def trainable_parameters(row: dict) -> int:
 
 def rank(rows: list[dict], metric: str) -> list[Candidate]:
     better = METRICS[metric].higher_is_better
-    candidates = [Candidate(row, trainable_parameters(row)) for row in rows if row["mean"][metric] == row["mean"][metric]]
+    scored = [row for row in rows if not math.isnan(row["mean"][metric])]
+    candidates = [Candidate(row, trainable_parameters(row)) for row in scored]
     return sorted(candidates, key=lambda c: ((-1 if better else 1) * c.row["mean"][metric], c.parameters, c.label))
 
 

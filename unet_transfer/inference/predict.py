@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from unet_transfer.data.imageio import read_grey, read_mask
-from unet_transfer.errors import DatasetError, UserError
+from unet_transfer.errors import DatasetError
 from unet_transfer.inference.inputs import Item, from_dataset, image_files, with_mask_folder
 from unet_transfer.inference.network import Network, load_network
 from unet_transfer.inference.outputs import (
@@ -38,6 +38,7 @@ from unet_transfer.inference.outputs import (
 )
 from unet_transfer.inference.preprocessing import network_input
 from unet_transfer.inference.scoring import Outcome, score, write_summary
+from unet_transfer.training.run import user_error_in
 
 
 @dataclass
@@ -188,8 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         outcome = predict(network, items, args.output, probabilities=args.probabilities, overlays=not args.no_overlay,
                           batch_size=args.batch_size, mask_threshold=mask_threshold,
                           scoring=bool(args.masks or args.dataset), progress=not args.no_progress)
-    except UserError as error:
-        print(f"Error: {error}", file=sys.stderr)
+    except Exception as error:  # a UserError, also when Hydra's instantiate wrapped it: one line, exit code 2
+        cause = user_error_in(error)
+        if cause is None:
+            raise
+        print(f"Error: {cause}", file=sys.stderr)
         return 2
     write_summary(outcome)
     print(f"Predicted {len(outcome.rows)} image(s) into {args.output} (network input {network.image_size}x"

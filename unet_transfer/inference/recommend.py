@@ -26,7 +26,6 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from unet_transfer.errors import UserError
 from unet_transfer.files import atomic_write_text
 from unet_transfer.inference.card import build_card, write_card
 from unet_transfer.inference.choose import Choice, choose, study_rows
@@ -34,6 +33,7 @@ from unet_transfer.inference.final import FinalNetwork, check_start, recipe, tra
 from unet_transfer.inference.preprocessing import record
 from unet_transfer.metrics import METRICS, THRESHOLD
 from unet_transfer.training.identity import code_version
+from unet_transfer.training.run import user_error_in
 
 WEIGHTS = "model.pt"  # and model.safetensors beside it
 
@@ -135,12 +135,16 @@ def main(argv: list[str] | None = None) -> int:
         files = save(final, out, args.study, choice.chosen.label, key)
         card = build_card(args.study, choice, final, files, key, [*warnings, *report_warnings])
         json_path, md_path = write_card(out, card)
-    except UserError as error:
-        print(f"Error: {error}", file=sys.stderr)
+    except Exception as error:  # a UserError, also when Hydra's instantiate wrapped it: one line, exit code 2
+        cause = user_error_in(error)
+        if cause is None:
+            raise
+        print(f"Error: {cause}", file=sys.stderr)
         return 2
     scores = card["cross_validation"]["metrics"][choice.metric]
+    spread = "n/a" if scores["std"] is None else f"{scores['std']:.4f}"
     print(f"Recommended network: {choice.chosen.label}; cross-validated {METRICS[choice.metric].label} "
-          f"{scores['mean']:.4f} ± {scores['std'] or 0:.4f} over folds (the recipe's, see the card)")
+          f"{scores['mean']:.4f} ± {spread} over folds (the recipe's, see the card)")
     print(f"  trained on all {final.n_images} images in {final.duration_s:.1f} s: {out / WEIGHTS} (+ .safetensors)")
     print(f"  model card: {md_path} and {json_path.name}")
     print(f"  use it: unet-transfer predict {out / WEIGHTS} IMAGES OUT [--masks MASKS]")
