@@ -8,7 +8,7 @@ DIR ?= multirun/$(EXP)
 STAMP := .cache/installed.stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo study pretrain report analyze bench samples run test test-slow smoke-real smoke-installed lint clean
+.PHONY: help install demo study pretrain report analyze recommend predict export bench samples run test test-slow smoke-real smoke-installed lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,16 @@ report: $(STAMP)  ## tables, figures and statistics of a study folder: make repo
 analyze: $(STAMP)  ## per-block analysis of a finished study (analysis.md, Fig. 5): make analyze DIR=multirun/demo
 	$(PYTHON) -m unet_transfer analyze $(DIR)
 
+CKPT ?= $(DIR)/recommended/model.pt
+recommend: $(STAMP)  ## train a study's best configuration on all its images, with a model card: make recommend DIR=multirun/demo
+	$(PYTHON) -m unet_transfer recommend $(DIR) $(ARGS)
+
+predict: $(STAMP)  ## segment images: make predict [CKPT=$(DIR)/recommended/model.pt] IN=images OUT=predicted [MASKS=masks]
+	$(PYTHON) -m unet_transfer predict $(CKPT) $(IN) $(OUT) $(if $(MASKS),--masks $(MASKS)) $(ARGS)
+
+export: $(STAMP)  ## ONNX and TorchScript files of a checkpoint, checked against PyTorch: make export [CKPT=...]
+	$(PYTHON) -m unet_transfer export $(CKPT) $(ARGS)
+
 bench: $(STAMP)  ## speed and memory benchmark on this machine: bench.json and a table (3-5 min on 2 cores)
 	$(PYTHON) -m unet_transfer bench --out bench.json
 
@@ -52,11 +62,12 @@ test-slow: $(STAMP)  ## the slow tests too
 
 SHARED ?= ../shared/data
 SMOKE := $(PYTHON) train.py trainer.max_epochs=1 trainer.enable_progress_bar=false dataset.image_size=64 resume=false
-smoke-real: $(STAMP)  ## one tiny fine-tuning on each real sample set in ../shared/data (BUSI, ECSSD, lungs)
-	$(SMOKE) dataset=busi dataset.root=$(SHARED)/busi_sample/Dataset_BUSI_with_GT hydra.run.dir=outputs/smoke/busi
+smoke-real: $(STAMP)  ## one tiny fine-tuning on each real sample set in ../shared/data (BUSI, ECSSD, lungs), then predict with them
+	$(SMOKE) dataset=busi dataset.root=$(SHARED)/busi_sample/Dataset_BUSI_with_GT hydra.run.dir=outputs/smoke/busi save_weights=outputs/smoke/busi/model.pt
 	$(SMOKE) dataset=ecssd dataset.root=$(SHARED)/ecssd_sample hydra.run.dir=outputs/smoke/ecssd
-	$(SMOKE) dataset=folder dataset.root=$(SHARED)/lung_sample hydra.run.dir=outputs/smoke/lungs
+	$(SMOKE) dataset=folder dataset.root=$(SHARED)/lung_sample hydra.run.dir=outputs/smoke/lungs save_weights=outputs/smoke/lungs/model.pt
 	$(PYTHON) -c "import json; [print(n, json.load(open(f'outputs/smoke/{n}/metrics.json'))['n_images'], 'held-out images') for n in ('busi', 'ecssd', 'lungs')]"
+	$(PYTHON) tests/smoke_predict.py $(SHARED) outputs/smoke
 
 VENV := .cache/venv-installed
 smoke-installed:  ## a fresh venv, torch pinned, then `pip install .` (not editable) and the demo study from an empty folder

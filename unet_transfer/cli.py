@@ -6,6 +6,9 @@
     unet-transfer analyze DIR                    per-block analysis (analysis.md, Fig. 5) of a finished study
     unet-transfer bench [--quick]                speed and memory of this machine
     unet-transfer samples [--out samples.png]    simulated images beside the real samples
+    unet-transfer recommend STUDY_DIR            train the study's best configuration on all its images
+    unet-transfer predict CKPT INPUT OUT         masks (at the images' sizes), overlays, scores with --masks
+    unet-transfer export CKPT [OUT_DIR]          ONNX and TorchScript files, checked against PyTorch
 
 Outputs, caches and checkpoints go below the current folder (see conf/paths). Your own configs:
 `--config-dir DIR` (train and study) adds DIR to the search path, so DIR/dataset/mine.yaml is
@@ -30,6 +33,9 @@ COMMANDS = {
     "analyze": ("unet_transfer.report.analyze", "per-block analysis of a finished study: analysis.md, Fig. 5"),
     "bench": ("unet_transfer.bench.__main__", "speed and memory benchmark of this machine"),
     "samples": ("unet_transfer.simulate.__main__", "a sheet of simulated images beside the real samples"),
+    "recommend": ("unet_transfer.inference.recommend", "train a study's best configuration on all its images, with a model card"),
+    "predict": ("unet_transfer.inference.predict", "segment images with a checkpoint: masks, overlays, scores with --masks"),
+    "export": ("unet_transfer.inference.export", "ONNX and TorchScript files of a checkpoint, checked against PyTorch"),
 }
 
 register_resolvers()

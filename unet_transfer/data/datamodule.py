@@ -155,14 +155,16 @@ class FoldDataModule(SegmentationDataModule):
             cache folder)` (unet_transfer.sources).
         cache_dir: the preprocessing cache (shared by every run of a study).
         fold, folds, split_seed: which held-out fold of which k-fold split.
+        hold_out: False trains on every image and holds none out (the final network of a
+            recommended configuration, unet_transfer/inference/final.py; there is nothing to score).
         options: the SegmentationDataModule settings (batch_size, augment, seed, loader).
     """
 
     def __init__(self, source, cache_dir: Path | str, fold: int, folds: int, split_seed: int,
-                 validation_split: float = 0.0, **options):
+                 validation_split: float = 0.0, hold_out: bool = True, **options):
         super().__init__(None, **options)
         self.source, self.cache_dir = source, Path(cache_dir)
-        self.fold, self.folds, self.split_seed = fold, folds, split_seed
+        self.fold, self.folds, self.split_seed, self.hold_out = fold, folds, split_seed, hold_out
         self.validation_split = validation_split
         self.cache_folder: Path | None = None
         self.validation_rows = np.array([], dtype=int)
@@ -175,15 +177,18 @@ class FoldDataModule(SegmentationDataModule):
             return
         data, self.cache_folder = self.source.load(self.cache_dir)
         held_out = splits.load_or_create(self.cache_folder / "splits.json", data.ids, self.folds, self.split_seed,
-                                         data.labels)[self.fold]
+                                         data.labels)[self.fold] if self.hold_out else []
         self.assign(data, held_out, offline_cache=self.cache_folder)
         if self.validation_split > 0:  # a part of the training folds, to choose settings on (never the held-out fold)
             rows = np.random.default_rng([self.split_seed, self.fold]).permutation(self.train_rows)
             count = max(1, round(self.validation_split * len(rows)))
             self.validation_rows, self.train_rows = np.sort(rows[:count]), np.sort(rows[count:])
-        log.info("Fold %d/%d of %s: %d train / %d held-out images%s", self.fold, self.folds, self.source.name,
-                 len(self.train_rows), len(self.test_rows),
-                 f" ({len(self.validation_rows)} training images kept for validation)" if len(self.validation_rows) else "")
+        kept = f" ({len(self.validation_rows)} training images kept for validation)" if len(self.validation_rows) else ""
+        if self.hold_out:
+            log.info("Fold %d/%d of %s: %d train / %d held-out images%s", self.fold, self.folds, self.source.name,
+                     len(self.train_rows), len(self.test_rows), kept)
+        else:
+            log.info("All of %s: %d train images, none held out%s", self.source.name, len(self.train_rows), kept)
         for warning in data.warnings:
             log.warning("Data: %s", warning)
 

@@ -83,7 +83,10 @@ def ensure_pretrained(cfg: DictConfig, extra_dirs=None) -> None:
         if path.exists():
             log.warning("pretrained=%s was made by another pretraining recipe than experiment=%s now gives; "
                         "making it again (runs that used the old one are redone when resumed)", path, cfg.pretrain)
+            from unet_transfer.training.checkpoint import safetensors_path
+
             path.unlink()  # a crash below leaves no checkpoint rather than a stale one
+            safetensors_path(path).unlink(missing_ok=True)  # nor a stale twin
         overrides = [f"experiment={cfg.pretrain}", f"save_weights={path}", f"hydra.run.dir={path.parent / (path.stem + '_run')}",
                      "resume=false", "study=pretraining", *pretraining_overrides(cfg), *cfg.get("pretrain_overrides", [])]
         command = train_command(overrides, extra_dirs=extra_dirs)

@@ -24,12 +24,13 @@ class Built:
     block_analysis: Any  # per-block weight change and CKA (analysis/runs.py)
 
 
-def build_datamodule(cfg: DictConfig, source=None):
-    """The run's fold of its dataset (cached and split on setup, as Lightning's contract says)."""
+def build_datamodule(cfg: DictConfig, source=None, hold_out: bool = True):
+    """The run's fold of its dataset (cached and split on setup, as Lightning's contract says);
+    with hold_out=False every image trains (a recommended configuration's final network)."""
     from unet_transfer.data.datamodule import FoldDataModule
 
     return FoldDataModule(source if source is not None else instantiate(cfg.dataset), cfg.paths.cache_dir,
-                          fold=cfg.fold, folds=cfg.folds, split_seed=cfg.split_seed,
+                          fold=cfg.fold, folds=cfg.folds, split_seed=cfg.split_seed, hold_out=hold_out,
                           validation_split=float(cfg.get("validation_split") or 0.0), batch_size=cfg.batch_size,
                           augment=OmegaConf.to_container(cfg.augment, resolve=True), seed=cfg.seed, **cfg.loader)
 
@@ -40,9 +41,11 @@ def configured_callbacks(cfg: DictConfig) -> list:
     return [instantiate(cfg.freeze), *(instantiate(node) for node in extra.values() if node is not None)]
 
 
-def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = True, **trainer_overrides) -> Built:
+def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = True, hold_out: bool = True,
+          **trainer_overrides) -> Built:
     """Everything a training needs, seeded; `callbacks` are added after the configured ones and
-    `trainer_overrides` win over `trainer.*` (the benchmark's round limits, a chosen GPU)."""
+    `trainer_overrides` win over `trainer.*` (the benchmark's round limits, a chosen GPU);
+    `hold_out=False` trains on every image (see FoldDataModule)."""
     import pytorch_lightning as pl
     import torch
 
@@ -60,7 +63,7 @@ def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = 
     method = instantiate(cfg.finetune)
     module = SegmentationModule(model, instantiate(cfg.optimizer), channels_last=cfg.fast.channels_last,
                                 keep_predictions=cfg.save_predictions, compile=cfg.fast.compile, method=method)
-    datamodule = build_datamodule(cfg, source)
+    datamodule = build_datamodule(cfg, source, hold_out)
     gradient_flow, block_analysis = GradientFlow(), BlockAnalysis(model)
     freeze, *configured = configured_callbacks(cfg)
     all_callbacks = [freeze, method, *configured, gradient_flow, block_analysis, *callbacks]

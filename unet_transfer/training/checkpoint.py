@@ -1,12 +1,18 @@
-"""Weights in and out: what pretraining writes is exactly what fine-tuning's `pretrained=` reads.
+"""Weights in and out: what pretraining writes is exactly what fine-tuning's `pretrained=` reads,
+and what `unet-transfer predict` and `export` read.
 
+Two files hold the same tensors: the torch file (PATH) and PATH with the suffix .safetensors
+beside it, whose metadata carries the model settings and the writer's record (image size,
+preprocessing, threshold) as JSON strings, so tools outside PyTorch can read the weights.
 Loading is strict (every key and shape must match, the first difference is named) and safe
-(`weights_only`: no pickled code is ever executed).
+(`weights_only` for torch files, and safetensors holds no code at all: nothing is unpickled).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,14 +23,43 @@ from unet_transfer.files import atomic_path
 from unet_transfer.training.validate import missing_checkpoint
 
 FORMAT = "unet-transfer/weights-v1"
+SAFETENSORS = ".safetensors"
+
+
+@dataclass
+class Checkpoint:
+    """The tensors of a checkpoint, the model settings they fit and what else its writer recorded."""
+
+    state: dict[str, torch.Tensor]
+    model: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+
+def safetensors_path(path: Path | str) -> Path:
+    """The safetensors file written beside a torch checkpoint (PATH itself when it is one)."""
+    path = Path(path)
+    return path if path.suffix == SAFETENSORS else path.with_suffix(SAFETENSORS)
 
 
 def save_weights(model: nn.Module, path: Path | str, model_config: dict | None = None, meta: dict | None = None) -> Path:
-    """Write a checkpoint that `pretrained=PATH` accepts; atomic, so a crash leaves no stub."""
+    """Write a checkpoint that `pretrained=PATH` accepts, and its safetensors twin beside it (a PATH
+    ending in .safetensors: that file only); atomic, so a crash leaves no stub."""
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if path.suffix != SAFETENSORS:
+        with atomic_path(path) as tmp:
+            torch.save({"format": FORMAT, "state_dict": state, "model": model_config or {}, "meta": meta or {}}, tmp)
+    write_safetensors(state, safetensors_path(path), model_config or {}, meta or {})
+    return path
+
+
+def write_safetensors(state: dict[str, torch.Tensor], path: Path, model_config: dict, meta: dict) -> Path:
+    from safetensors.torch import save_file
+
+    metadata = {"format": FORMAT, "model": json.dumps(model_config, sort_keys=True),
+                "meta": json.dumps(meta, sort_keys=True, default=str)}
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "state_dict": state, "model": model_config or {}, "meta": meta or {}}, tmp)
+        save_file(state, str(tmp), metadata=metadata)
     return path
 
 
@@ -38,46 +73,86 @@ def weights_digest(path: Path | str) -> str:
     return sha.hexdigest()[:16]
 
 
-def read_state_dict(path: Path | str) -> tuple[dict[str, torch.Tensor], dict]:
-    """The tensors of a checkpoint (ours, a Lightning .ckpt or a bare state dict) and its model settings."""
+def unreadable(path: Path, setting: str, error: Exception, fix: str, how: str = "weights only") -> ConfigError:
+    return ConfigError(f"{setting}={str(path)!r} cannot be loaded as {how} ({type(error).__name__}: "
+                       f"{(str(error).splitlines() or [''])[0][:200]}). {fix}")
+
+
+def read_checkpoint(path: Path | str, setting: str = "pretrained") -> Checkpoint:
+    """A checkpoint's tensors and records: ours (torch or safetensors), a Lightning .ckpt or a bare
+    state dict. `setting` names the checkpoint in error messages (pretrained=, checkpoint=)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and setting == "pretrained":
         raise missing_checkpoint(path)
+    if not path.is_file():
+        raise ConfigError(f"{setting}={str(path)!r}: no such file. Give the checkpoint a run or `unet-transfer "
+                          "recommend` wrote (save_weights=PATH: PATH and its .safetensors twin).")
     try:
+        if path.suffix == SAFETENSORS:
+            return read_safetensors(path, setting)
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except PermissionError:
-        raise ConfigError(f"pretrained={str(path)!r} cannot be read: permission denied. Give your user read access "
+        raise ConfigError(f"{setting}={str(path)!r} cannot be read: permission denied. Give your user read access "
                           f"(chmod u+r '{path}') or copy the checkpoint somewhere readable.") from None
+    except ConfigError:
+        raise
     except Exception as error:  # unpickling refusals and corrupt files alike
-        raise ConfigError(
-            f"pretrained={str(path)!r} cannot be loaded as weights only ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200]}). Save a plain state dict (torch.save(model.state_dict(), path)) "
-            f"or use a checkpoint written by this project (save_weights=PATH)."
-        ) from None
+        raise unreadable(path, setting, error, "Save a plain state dict (torch.save(model.state_dict(), path)) "
+                         "or use a checkpoint written by this project (save_weights=PATH).") from None
     if not isinstance(obj, dict):
-        raise ConfigError(f"pretrained={str(path)!r} holds a {type(obj).__name__}, not a state dict.")
+        raise ConfigError(f"{setting}={str(path)!r} holds a {type(obj).__name__}, not a state dict.")
     state = obj.get("state_dict", obj)
     if state and all(k.startswith("model.") for k in state):  # a LightningModule's checkpoint
         state = {k[len("model."):]: v for k, v in state.items()}
-    return state, dict(obj.get("model", {}))
+    meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+    return Checkpoint(state, dict(obj.get("model", {})), dict(meta))
 
 
-def load_pretrained(model: nn.Module, path: Path | str) -> dict:
-    """Load `path` into `model` strictly; returns the model settings stored with the weights."""
-    state, saved_config = read_state_dict(path)
-    expected = model.state_dict()
+def read_safetensors(path: Path, setting: str) -> Checkpoint:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
+        records = [json.loads(metadata.get(name, "{}")) for name in ("model", "meta")]
+        if not all(isinstance(record, dict) for record in records):
+            raise ValueError("its 'model' and 'meta' metadata are not JSON objects")
+    except PermissionError:
+        raise
+    except Exception as error:  # a damaged header, truncated data or metadata that is not JSON
+        raise unreadable(path, setting, error, "Write it again with save_weights=PATH (safetensors metadata "
+                         "'model' and 'meta' hold JSON objects).", how="safetensors") from None
+    return Checkpoint(state, *records)
+
+
+def read_state_dict(path: Path | str) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors of a checkpoint (ours, a Lightning .ckpt or a bare state dict) and its model settings."""
+    checkpoint = read_checkpoint(path)
+    return checkpoint.state, checkpoint.model
+
+
+def load_state(model: nn.Module, checkpoint: Checkpoint, path: Path | str, setting: str = "pretrained") -> None:
+    """Load `checkpoint` into `model` strictly: the first missing, extra or misshapen tensor is named."""
+    state, saved_config, expected = checkpoint.state, checkpoint.model, model.state_dict()
     hint = f" The checkpoint was made with model settings {saved_config}." if saved_config else ""
     for key, tensor in expected.items():
         if key not in state:
-            raise ConfigError(f"pretrained={str(path)!r} has no tensor {key!r}: it is not a checkpoint of this model.{hint}")
+            raise ConfigError(f"{setting}={str(path)!r} has no tensor {key!r}: it is not a checkpoint of this model.{hint}")
         if tuple(state[key].shape) != tuple(tensor.shape):
             raise ConfigError(
-                f"pretrained={str(path)!r}: {key!r} has shape {tuple(state[key].shape)}, the model expects "
+                f"{setting}={str(path)!r}: {key!r} has shape {tuple(state[key].shape)}, the model expects "
                 f"{tuple(tensor.shape)}. Use the model settings (model.width, model.levels, ...) the "
                 f"checkpoint was trained with.{hint}"
             )
     extra = sorted(set(state) - set(expected))
     if extra:
-        raise ConfigError(f"pretrained={str(path)!r} has tensor(s) this model lacks, first {extra[0]!r}.{hint}")
+        raise ConfigError(f"{setting}={str(path)!r} has tensor(s) this model lacks, first {extra[0]!r}.{hint}")
     model.load_state_dict(state, strict=True)
-    return saved_config
+
+
+def load_pretrained(model: nn.Module, path: Path | str) -> dict:
+    """Load `path` into `model` strictly; returns the model settings stored with the weights."""
+    checkpoint = read_checkpoint(path)
+    load_state(model, checkpoint, path)
+    return checkpoint.model

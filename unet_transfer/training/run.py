@@ -185,7 +185,10 @@ def train(cfg: DictConfig, plan: RunPlan, out_dir: Path) -> dict:
     metrics = summarise(cfg, plan, per_image, built, time.perf_counter() - start, train_time)
     if validation:
         metrics["validation"] = validation
-    meta = {"dataset": plan.source.name, "epochs": metrics["epochs"], "seed": cfg.seed}
+    from unet_transfer.inference.preprocessing import record
+
+    meta = {"dataset": plan.source.name, "epochs": metrics["epochs"], "seed": cfg.seed,
+            **record(plan.source.image_size, module.threshold)}
     if cfg.save_weights:
         save_weights(built.model, cfg.save_weights, OmegaConf.to_container(cfg.model, resolve=True), meta)
     if keeps_weights(cfg, plan):

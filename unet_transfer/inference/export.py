@@ -1,0 +1,175 @@
+"""unet-transfer export CKPT [OUT_DIR] [--format onnx torchscript] [--check-images DIR]
+
+The network of a checkpoint as files that run outside this project's Python stack:
+`<stem>.onnx` (ONNX, any runtime) and `<stem>.torchscript.pt` (TorchScript, C++ libtorch).
+Both take `image`, float32 (N, 1, S, S): grey images in [0, 1] prepared as training prepared
+them (inference/preprocessing.py; S and the rule are in the files' metadata), for any batch
+size N, and return `probability` (N, 1, S, S); foreground is probability > threshold.
+
+Each file is checked after writing against the PyTorch network, on random inputs at batch
+sizes 1 and 3 and on real images (`--check-images DIR`): the largest difference is printed
+and must stay within `--tolerance` (1e-4), else the exit code is 1. ONNX is checked with
+onnxruntime when it is installed (`pip install 'unet-transfer[export]'`).
+
+ONNX is written by torch.onnx's TorchScript-based exporter (`dynamo=False`): it needs only
+the `onnx` package, while the newer torch.export-based one needs `onnxscript` too, for the
+same graph of this plain convolutional network. PyTorch has deprecated TorchScript in favour
+of torch.export; it is still the format libtorch (C++) loads, hence offered here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from unet_transfer.errors import ConfigError, UserError
+from unet_transfer.files import atomic_path
+from unet_transfer.inference.network import Network, load_network
+
+INPUT, OUTPUT = "image", "probability"
+FORMATS = ("onnx", "torchscript")
+TOLERANCE = 1e-4
+OPSET = 17
+META_FILE = "unet_transfer.json"  # the TorchScript file's extra file with the checkpoint's records
+
+
+class Probabilities(nn.Module):
+    """The U-Net with its sigmoid: what a deployment wants out of it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model(image))
+
+
+def records(network: Network) -> dict[str, str]:
+    """What a runtime needs besides the graph: model settings, input size, preprocessing, threshold."""
+    size = network.image_size
+    return {"unet_transfer.model": json.dumps(network.checkpoint.model, sort_keys=True),
+            "unet_transfer.meta": json.dumps(network.checkpoint.meta, sort_keys=True, default=str),
+            "unet_transfer.input": f"{INPUT}: float32 (N, 1, {size}, {size}), grey in [0, 1], preprocessed as the meta says",
+            "unet_transfer.output": f"{OUTPUT}: float32 (N, 1, {size}, {size}); foreground where > {network.threshold:g}"}
+
+
+def wrapped(network: Network) -> tuple[Probabilities, torch.Tensor]:
+    return Probabilities(network.model.cpu().eval()).eval(), torch.zeros(1, 1, network.image_size, network.image_size)
+
+
+def export_onnx(network: Network, path: Path, opset: int = OPSET) -> Path:
+    try:
+        import onnx
+    except ImportError:
+        raise ConfigError("ONNX export needs the onnx package: pip install 'unet-transfer[export]' "
+                          "(onnx, and onnxruntime to check the file).") from None
+    model, example = wrapped(network)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and constant-folding notes
+        torch.onnx.export(model, (example,), str(tmp), input_names=[INPUT], output_names=[OUTPUT],
+                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, opset_version=opset, dynamo=False)
+        graph = onnx.load(str(tmp))
+        for key, value in records(network).items():
+            graph.metadata_props.add(key=key, value=value)
+        onnx.checker.check_model(graph)
+        onnx.save(graph, str(tmp))
+    return path
+
+
+def export_torchscript(network: Network, path: Path) -> Path:
+    model, example = wrapped(network)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(model, example)
+        torch.jit.save(traced, str(tmp), _extra_files={META_FILE: json.dumps(records(network))})
+    return path
+
+
+def reference(network: Network, inputs: torch.Tensor) -> np.ndarray:
+    model, _ = wrapped(network)
+    with torch.no_grad():
+        return model(inputs).numpy()
+
+
+def onnx_difference(path: Path, network: Network, batches: list[torch.Tensor]) -> float | None:
+    """Largest |onnxruntime - PyTorch| over the batches; None without onnxruntime."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return max(float(np.abs(session.run([OUTPUT], {INPUT: batch.numpy()})[0] - reference(network, batch)).max())
+               for batch in batches)
+
+
+def torchscript_difference(path: Path, network: Network, batches: list[torch.Tensor]) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loaded = torch.jit.load(str(path), map_location="cpu")
+    with torch.no_grad():
+        return max(float(np.abs(loaded(batch).numpy() - reference(network, batch)).max()) for batch in batches)
+
+
+def check_batches(network: Network, image_dir: Path | None, seed: int = 0) -> list[torch.Tensor]:
+    """Random inputs at batch sizes 1 and 3, and the images of `image_dir` prepared as training did."""
+    from unet_transfer.data.imageio import read_grey
+    from unet_transfer.inference.inputs import image_files
+    from unet_transfer.inference.preprocessing import network_input
+
+    size, generator = network.image_size, torch.Generator().manual_seed(seed)
+    batches = [torch.rand(n, 1, size, size, generator=generator) for n in (1, 3)]
+    if image_dir is not None:
+        images = [network_input(read_grey(path), size) for path in image_files(image_dir)[:8]]
+        batches.append(torch.from_numpy(np.stack(images))[:, None].float().div_(255.0))
+    return batches
+
+
+def export(checkpoint: Path, out_dir: Path, formats=FORMATS, check_images: Path | None = None
+           ) -> list[tuple[Path, float | None]]:
+    """Write each format and check it; returns (file, largest difference or None if unchecked)."""
+    network = load_network(checkpoint, "cpu")
+    batches = check_batches(network, check_images)
+    results = []
+    if "onnx" in formats:
+        path = export_onnx(network, out_dir / f"{checkpoint.stem}.onnx")
+        results.append((path, onnx_difference(path, network, batches)))
+    if "torchscript" in formats:
+        path = export_torchscript(network, out_dir / f"{checkpoint.stem}.torchscript.pt")
+        results.append((path, torchscript_difference(path, network, batches)))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="unet-transfer export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="model.pt or model.safetensors")
+    parser.add_argument("out_dir", type=Path, nargs="?", help="where to write (default: beside the checkpoint)")
+    parser.add_argument("--format", nargs="+", choices=FORMATS, default=list(FORMATS), dest="formats")
+    parser.add_argument("--check-images", type=Path, metavar="DIR", help="also compare on these images (up to 8)")
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE)
+    args = parser.parse_args(argv)
+    try:
+        results = export(args.checkpoint, args.out_dir or args.checkpoint.parent, args.formats, args.check_images)
+    except UserError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    failed = False
+    for path, difference in results:
+        if difference is None:
+            print(f"Wrote {path} (not checked: install onnxruntime to compare it with PyTorch)")
+            continue
+        failed |= difference > args.tolerance
+        verdict = "within" if difference <= args.tolerance else "NOT within"
+        print(f"Wrote {path}: largest difference from PyTorch {difference:.2e}, {verdict} {args.tolerance:g}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

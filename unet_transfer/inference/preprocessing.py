@@ -1,0 +1,48 @@
+"""The preprocessing contract between training and prediction.
+
+Training reads a file with `read_grey` (grey [0, 1]), resizes it to `image_size` x `image_size`
+with `resize_image` (area average along a shrinking side, linear along a growing one), stores
+it as uint8 and divides by 255 when it builds a batch (data/preprocess.py, data/datamodule.py).
+A network only works on inputs made the same way, so prediction calls the same functions, and
+every checkpoint records the rule and the size (`record`). Prediction refuses a checkpoint
+whose rule it does not know rather than guess one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from unet_transfer.data.preprocess import PREPROCESS_VERSION, _quantise, resize_image
+from unet_transfer.errors import ConfigError
+from unet_transfer.metrics import THRESHOLD
+
+RULE = "grey-bt601/resize-area-linear/uint8-div-255"
+
+
+def record(image_size: int, threshold: float = THRESHOLD) -> dict:
+    """What a checkpoint says about its inputs and outputs (stored in its `meta`)."""
+    return {"image_size": int(image_size), "threshold": float(threshold),
+            "preprocessing": {"rule": RULE, "version": PREPROCESS_VERSION}}
+
+
+def read_record(meta: dict, path: Path | str) -> tuple[int, float]:
+    """(image_size, threshold) of a checkpoint, or a ConfigError saying why it cannot be used."""
+    rule = meta.get("preprocessing") or {}
+    if "image_size" not in meta or not rule:
+        raise ConfigError(
+            f"checkpoint={str(path)!r} does not record the preprocessing it was trained with (image size, "
+            "resizing), and predicting with another one gives wrong masks. Use a checkpoint written by this "
+            "version: `unet-transfer recommend STUDY`, or a run with save_weights=PATH.")
+    if rule.get("rule") != RULE or rule.get("version") != PREPROCESS_VERSION:
+        raise ConfigError(
+            f"checkpoint={str(path)!r} was trained with preprocessing {rule.get('rule')!r} version "
+            f"{rule.get('version')!r}; this version of unet-transfer applies {RULE!r} version "
+            f"{PREPROCESS_VERSION}. Predict with the unet-transfer version that trained it, or train it again.")
+    return int(meta["image_size"]), float(meta.get("threshold", THRESHOLD))
+
+
+def network_input(grey: np.ndarray, image_size: int) -> np.ndarray:
+    """uint8 (image_size, image_size): a grey [0, 1] image as training stored it (divide by 255 to feed it)."""
+    return _quantise(resize_image(grey, image_size))
