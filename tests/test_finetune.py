@@ -172,3 +172,36 @@ def test_the_methods_section_compares_every_way_with_full_fine_tuning(make_cfg, 
     assert "Δ Dice vs best freeze (Contracting path" in methods
     assert "pareto.png" in paths and Path(paths["pareto.png"]).stat().st_size > 0
     assert "| 0.3" in methods  # BitFit's share of trainable parameters, in % (~0.36%)
+
+
+def test_the_lr_grid_is_one_command_and_each_fold_keeps_a_validation_split(make_cfg):
+    from unet_transfer.study.runner import study_plan
+
+    _, sweeps, _ = study_plan("methods_demo", ["lr_grid=true"])
+    assert len(sweeps) == 5 and all("optimizer.lr=0.0003,0.001,0.003" in s and "validation_split=0.1" in s
+                                    for s in sweeps)
+    metrics = run(make_cfg("validation_split=0.25", "trainer.limit_train_batches=1"))
+    assert metrics["validation"]["n_images"] == 4 and metrics["n_train"] == 12  # 16 training images, a quarter kept
+
+
+def test_each_folds_lr_is_chosen_on_its_validation_split_never_on_the_held_out_fold(tmp_path):
+    import json
+
+    from unet_transfer.report.collect import find_runs
+
+    # validation favours lr 1e-3 on folds 0 and 1, lr 1e-4 on fold 2; held-out Dice is the other way round
+    for lr, validation, held_out in ((1e-4, [0.5, 0.5, 0.9], [0.9, 0.9, 0.2]), (1e-3, [0.8, 0.8, 0.4], [0.1, 0.2, 0.9])):
+        for fold in range(3):
+            folder = tmp_path / "runs" / f"lr{lr}_f{fold}"
+            folder.mkdir(parents=True)
+            (folder / "metrics.json").write_text(json.dumps({
+                "dataset": "d", "direction": "none", "k": 9, "fold": fold, "folds": 3, "epochs": 5, "seed": 0,
+                "trainable_blocks": list(range(1, 10)), "n_blocks": 9, "pretrained": "p.pt", "method": "bitfit",
+                "dice": held_out[fold], "pixel_error": 1.0, "adjusted_rand": 0.5, "trainable_params": 10,
+                "trainable_share": 0.01, "train_time_s": 1.0, "settings": {"optimizer.lr": lr},
+                "validation": {"dice": validation[fold], "pixel_error": 1.0, "adjusted_rand": 0.5, "n_images": 2}}))
+    assert len(find_runs(tmp_path / "runs").runs) == 6
+    methods = write_report(tmp_path / "runs")["summary.md"].read_text().split("## Methods")[1]
+    chosen = next(line for line in methods.splitlines() if "(lr chosen per fold)" in line)
+    assert "| 0.17 ± 0.06 |" in chosen  # held-out Dice of the chosen runs: 0.1, 0.2, 0.2 (the best would be 0.9s)
+    assert "fold 0: lr 0.001, fold 1: lr 0.001, fold 2: lr 0.0001" in methods

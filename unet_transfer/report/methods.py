@@ -18,6 +18,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from unet_transfer.blocks import DIRECTION_SHORT, span
 from unet_transfer.metrics import METRICS
 from unet_transfer.report.collect import variant_words
 from unet_transfer.report.registry import Report, entry
@@ -112,6 +113,19 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def short_label(row: dict) -> str:
+    """A label short enough to sit beside a point."""
+    method = row["key"].method
+    if row["role"] == "gradual":
+        what = "gradual " + "→".join(span(p[1]) for p in row["key"].blocks)
+    elif row["role"] == "all_blocks" or set(row["blocks"]) == set(row["layout"].numbers):
+        what = "full" if method == "freeze" else ""
+    else:
+        what = row["path_role"] or f"{DIRECTION_SHORT.get(row['role'], row['role'])} k={row['k']}"
+    words = [w for w in (method if method != "freeze" else "", what) if w]
+    return " ".join(words) + (" (lr per fold)" if "lr_choice" in row else "")
+
+
 def plot_pareto(found: list[dict], path: Path, title: str) -> Path:
     points = [(row["costs"].get("trainable_params", math.nan), row["mean"]["dice"]) for row in found]
     fig = Figure(figsize=(8.5, 5.2), dpi=150, layout="constrained")
@@ -119,12 +133,20 @@ def plot_pareto(found: list[dict], path: Path, title: str) -> Path:
     front = pareto_front(points)
     xs, ys = [points[i][0] for i in front], [points[i][1] for i in front]
     ax.step(xs, ys, where="post", color="#2ca02c", linewidth=1.5, zorder=2, label="Pareto front")
-    for i, row in enumerate(found):
-        x, y = points[i]
+    placed: list[tuple[float, float]] = []  # label anchors so far, in (log10 x, y)
+    span_y = max(y for _, y in points) - min(y for _, y in points) or 1.0
+    for i in sorted(range(len(found)), key=lambda i: (points[i][0], -points[i][1])):
+        row, (x, y) = found[i], points[i]
         ax.errorbar([x], [y], yerr=[0 if math.isnan(row["std"]["dice"]) else row["std"]["dice"]], fmt="o",
                     color="#2ca02c" if i in front else "#555555", markersize=6 if i in front else 4, capsize=3, zorder=3)
-        ax.annotate(row["label"].replace(" · ", "\n"), (x, y), textcoords="offset points", xytext=(5, 3), fontsize=6.5)
+        nudge = 0.0  # move a label down while it would sit on one placed nearby
+        while any(abs(math.log10(x) - px) < 0.6 and abs(y + nudge - py) < 0.035 * span_y for px, py in placed):
+            nudge -= 0.035 * span_y
+        placed.append((math.log10(x), y + nudge))
+        ax.annotate(short_label(row), (x, y), xytext=(x * 1.08, y + nudge), fontsize=7,
+                    arrowprops={"arrowstyle": "-", "color": "#bbbbbb", "linewidth": 0.6} if nudge else None)
     ax.set_xscale("log")
+    ax.set_xlim(right=max(x for x, _ in points) * 6)
     ax.set_xlabel("Trainable parameters (log scale)")
     ax.set_ylabel("Dice (mean ± std over folds)")
     ax.set_title(title, fontsize=10)
