@@ -32,7 +32,8 @@ def bench(tmp_path_factory):
 def test_the_bench_writes_every_figure_with_sane_values(bench):
     results, stdout = bench
     assert results["quick"] is True and results["device"]["type"] in ("cpu", "cuda")
-    assert results["device"]["precision"] in ("32-true", "bf16-mixed")
+    assert all(results["throughput"][s]["precision"] in ("32-true", "bf16-mixed") for s in ("demo", "paper"))
+    assert results["verdict"]["demo"]["meets"] == (results["throughput"]["demo"]["speedup"] >= 1.0)
     for label in ("paper", "demo"):
         t = results["throughput"][label]
         rates = t["images_per_s"]

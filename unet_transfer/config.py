@@ -75,7 +75,6 @@ def register_resolvers() -> None:
     from unet_transfer import hardware
 
     OmegaConf.register_new_resolver("token", process_token, replace=True)
-    OmegaConf.register_new_resolver("fast_precision", hardware.fast_precision, replace=True)
     OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)
     OmegaConf.register_new_resolver("gpu_present", hardware.gpu_present, replace=True)
     OmegaConf.register_new_resolver("loader_workers", hardware.loader_workers, replace=True)

@@ -1,5 +1,5 @@
 """Facts about the machine a run lands on, for the defaults that depend on it (the resolvers
-`${fast_precision:}`, `${gpu_present:}`, `${loader_workers:}` in conf/)."""
+`${gpu_present:}`, `${loader_workers:}` in conf/) and for training/fast.py's candidates."""
 
 from __future__ import annotations
 
@@ -31,11 +31,6 @@ def native_bf16() -> bool:
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
-def fast_precision() -> str:
-    """The default `trainer.precision`: bf16 mixed where native, else fp32."""
-    return "bf16-mixed" if native_bf16() else "32-true"
-
-
 def loader_workers() -> int:
     """The default `loader.num_workers`: none on a CPU, where the data sit in memory and a worker
     would take a core from the convolutions; on a GPU, up to 4 processes that augment the next
@@ -43,3 +38,19 @@ def loader_workers() -> int:
     if not gpu_present():
         return 0
     return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def cpu_peak_flops(threads: int) -> dict:
+    """An estimate of the CPU's fp32 peak for `threads` cores: cores x clock x FLOPs per cycle
+    (2 FMA units of the widest vectors: 64 with AVX-512, 32 with AVX2, 16 otherwise). The clock
+    is /proc/cpuinfo's (often the base clock in a VM; turbo can be higher)."""
+    flags = cpu_flags()
+    per_cycle = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 16
+    try:
+        with open("/proc/cpuinfo") as handle:
+            mhz = float(next(line.split(":", 1)[1] for line in handle if line.startswith("cpu MHz")))
+    except (OSError, StopIteration, ValueError):
+        mhz = 0.0
+    vector = "AVX-512" if per_cycle == 64 else "AVX2" if per_cycle == 32 else "SSE"
+    return {"flops_per_s": threads * mhz * 1e6 * per_cycle if mhz else None, "ghz": mhz / 1000,
+            "flops_per_cycle": per_cycle, "vectors": vector, "cores": threads}

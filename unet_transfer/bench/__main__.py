@@ -20,9 +20,15 @@ bench.json plus a readable table on stdout:
   the measured rates;
 - a short fp32-NCHW vs fast-path agreement check (held-out Dice of the same training).
 
+- where TensorFlow is importable, the paper's own stack (the Keras U-Net) at the same sizes;
+- a verdict: is the default path at least the bare fp32 loop at both sizes (and how far from
+  the Keras stack).
+
 Variants are measured in alternating rounds (the bare loops run between the real path's
-epochs, in a rotating order) after a warm-up round, and medians are reported, so the ratios hold
-even when other work shares the machine. `--quick` shrinks everything to about a minute.
+epochs, in a rotating order) after a warm-up round, and the best round of each is reported
+(the spread beside it), so rates and ratios hold when other work shares the machine. The whole
+bench keeps to a time budget (`--budget-s`, 9 minutes by default): the paper-size rounds take
+what the rest leaves. `--quick` shrinks everything to about a minute.
 """
 
 from __future__ import annotations
@@ -32,13 +38,13 @@ import gc
 import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+from unet_transfer.bench import keras
 from unet_transfer.bench.common import TARGETS, compose_cfg, plans, sizes
 from unet_transfer.bench.estimate import estimates
 from unet_transfer.bench.runs import (
@@ -49,7 +55,7 @@ from unet_transfer.bench.runs import (
 )
 from unet_transfer.bench.table import table
 from unet_transfer.bench.throughput import measure_size
-from unet_transfer.hardware import fast_precision, native_bf16
+from unet_transfer.hardware import native_bf16
 
 
 def quiet() -> None:
@@ -68,22 +74,19 @@ def device_info(threads: int | None) -> dict:
     import pytorch_lightning as pl
     import torch
 
+    from unet_transfer.training.fast import device_name
+
     cuda = torch.cuda.is_available()
     if threads:
         torch.set_num_threads(threads)
-    name = torch.cuda.get_device_name() if cuda else (platform.processor() or platform.machine())
-    if not cuda:
-        try:
-            with open("/proc/cpuinfo") as handle:
-                name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), name)
-        except OSError:
-            pass
-    cfg = compose_cfg(["output_dir=."])
-    return {"type": "cuda" if cuda else "cpu", "name": name, "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(), "native_bf16": native_bf16(), "precision": fast_precision(),
-            "configured_precision": str(cfg.trainer.precision), "channels_last": bool(cfg.fast.channels_last),
-            "compile": bool(cfg.fast.compile), "torch": torch.__version__, "lightning": pl.__version__,
-            "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    device = torch.device("cuda" if cuda else "cpu")
+    return {"type": device.type, "name": device_name(device), "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "native_bf16": native_bf16(), "torch": torch.__version__,
+            "lightning": pl.__version__, "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
+
+
+def remaining(deadline: float) -> float:
+    return deadline - time.perf_counter()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 with --quick, which is then "
                              "insensitive to other work on the machine)")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="wall-time budget of the whole bench (default 540 s; the paper-size rounds take what "
+                             "the rest leaves)")
+    parser.add_argument("--check-demo", action="store_true",
+                        help="afterwards run the demo study from scratch in a temporary folder and compare its wall "
+                             "time with the estimate (adds a few minutes)")
     parser.add_argument("--cache-dir", default=None, help="dataset cache (default: the config's paths.cache_dir)")
     parser.add_argument("--checkpoint-dir", default=None,
                         help="where the demo's pretrained checkpoint is, or is made on demand for the agreement "
@@ -102,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and args.threads is None:
         args.threads = 1
     start = time.perf_counter()
+    deadline = start + (args.budget_s or (60.0 if args.quick else 540.0))
     quiet()
     info = device_info(args.threads)
     cuda = info["type"] == "cuda"
@@ -109,10 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     info["busy"] = bool(load and not cuda and load[0] > 0.5 * (info["cpu_count"] or 1))
     if info["busy"]:
         print(f"bench: note: other work is running (load {load[0]:.1f} on {info['cpu_count']} cores). Absolute "
-              f"timings with {info['threads']} threads will be slower than on an idle machine (threads wait for "
-              "each other's turn on a core); the alternating rounds keep the ratios comparable. "
-              "`--threads 1` suffers least.", flush=True)
-    results: dict = {"version": 1, "quick": args.quick, "device": info, "targets": TARGETS,
+              f"timings with {info['threads']} threads will be slower than on an idle machine; the rates are the "
+              "best rounds and the ratios come from alternating rounds. `--threads 1` suffers least.", flush=True)
+    results: dict = {"version": 2, "quick": args.quick, "device": info, "targets": TARGETS,
                      "throughput": {}, "freeze": {}, "data": {}}
     with tempfile.TemporaryDirectory(prefix="unet-transfer-bench-") as tmp:
         work = Path(tmp)
@@ -126,24 +135,39 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:  # an untrained stand-in for the demo's pretrained checkpoint: no pretraining
             stand_in_checkpoint(common, size["demo"], work)
         phases = results["phase_s"] = {}
-        for label in ("demo", "paper"):
-            print(f"bench: {label} size {asdict(size[label])}, {plan[label].rounds} rounds of "
-                  f"{plan[label].steps} steps per variant", flush=True)
+
+        def measure(label: str, share: float) -> None:
+            budget = start + (deadline - start) * share if label == "demo" else deadline - RESERVE_S
+            print(f"bench: {label} size {asdict(size[label])}, up to {plan[label].rounds} rounds of "
+                  f"{plan[label].steps} step(s) per variant, {max(0.0, budget - time.perf_counter()):.0f} s budget",
+                  flush=True)
             with timed(phases, label):
-                measured = measure_size(label, size[label], plan[label], common, work)
+                measured = measure_size(label, size[label], plan[label], common, work, budget)
             gc.collect()  # the models and Trainer of this size form reference cycles: free them now
             for key in ("throughput", "freeze", "data"):
                 results[key][label] = measured[key]
-        print("bench: agreement check (fp32 NCHW vs fast path; may pretrain the demo checkpoint first)",
-              flush=True)
+
+        measure("demo", share=0.2)
+        print("bench: agreement check (fp32 NCHW vs fast path; may pretrain the demo checkpoint first)", flush=True)
         with timed(phases, "agreement"):
             results["agreement"] = measure_agreement(common, size["demo"], work, epochs=2 if args.quick else 8)
         print("bench: fixed cost of a run", flush=True)
         with timed(phases, "fixed_cost"):
             results["fixed_cost"] = measure_fixed_cost(common, size["demo"], work, repeats=2 if args.quick else 3,
-                                                       cold_repeats=1 if args.quick else 3, threads=args.threads)
+                                                       cold_repeats=1 if args.quick else 2, threads=args.threads)
+        measure("paper", share=1.0)
+        if keras.available() and not args.quick:
+            print("bench: the paper's own stack (Keras on TensorFlow), same sizes", flush=True)
+            with timed(phases, "keras"):
+                results["keras"] = {label: keras.images_per_s(s.width, s.image_size, s.batch_size,
+                                                              budget_s=max(10.0, remaining(deadline) / 2))
+                                    for label, s in size.items()}
         results["estimate"] = estimates(results)
+    results["verdict"] = verdict(results)
     results["wall_s"] = time.perf_counter() - start
+    if args.check_demo:
+        print("bench: --check-demo: the demo study from scratch, to compare with the estimate", flush=True)
+        results["check_demo"] = check_demo(results["estimate"]["demo"]["total_h"] * 3600)
     results["device"]["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +175,38 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print(f"\nwritten: {out}")
     return 0
+
+
+RESERVE_S = 15.0  # kept back from the paper-size rounds for the estimates and the table
+
+
+def verdict(results: dict) -> dict:
+    """Plain answers: is the default path at least the bare fp32 loop at both sizes, and how does
+    it compare with the paper's stack where TensorFlow was there to measure."""
+    out = {label: {"speedup_vs_bare_fp32": t["speedup"], "meets": t["speedup"] >= 1.0}
+           for label, t in results["throughput"].items()}
+    if "keras" in results:
+        goal = 2.0 if results["device"]["native_bf16"] else 1.2
+        for label, k in results["keras"].items():
+            ratio = results["throughput"][label]["images_per_s"]["real"] / k["images_per_s"]
+            out[label].update({"vs_keras": ratio, "keras_goal": goal, "meets_keras_goal": ratio >= goal})
+    return out
+
+
+def check_demo(estimate_s: float) -> dict:
+    """The demo study from scratch (pretraining included) in a temporary folder, timed."""
+    import subprocess
+
+    from unet_transfer.study.commands import child_environment
+
+    with tempfile.TemporaryDirectory(prefix="unet-transfer-demo-") as folder:
+        begin = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "unet_transfer", "study", "demo"], cwd=folder,
+                              env=child_environment(), capture_output=True, text=True)
+        wall = time.perf_counter() - begin
+    ratio = estimate_s / wall
+    return {"measured_s": wall, "estimated_s": estimate_s, "ratio": ratio, "within_25_percent": abs(ratio - 1) <= 0.25,
+            "returncode": done.returncode}
 
 
 if __name__ == "__main__":

@@ -28,15 +28,17 @@ def study_settings(layout: Blocks = PAPER_BLOCKS) -> list[tuple[str, int | None]
 
 def study_hours(*, layout: Blocks, seconds_per_image: float, flop_ratio: dict, time_of_flop_ratio, forward_fraction: float,
                 folds: int, epochs: int, train_images: int, held_out: int, runs_per_fold: int,
-                fixed_s: float, cold_s: float, sweeps: int, augment_s: float) -> dict:
+                fixed_s: float, cold_s: float, sweeps: int, augment_s: float, parallel: float = 1.0) -> dict:
+    """`parallel`: how much faster runs at once get through the sweep than one at a time."""
     trainings = study_settings(layout)
     train = folds * epochs * train_images * seconds_per_image * sum(
         time_of_flop_ratio(flop_ratio[s]) for s in trainings)
     # every run but the copied twin scores its held-out fold (the pretrained-only row too)
     evaluate = folds * (runs_per_fold - 1) * held_out * seconds_per_image * forward_fraction
     fixed = folds * runs_per_fold * fixed_s + sweeps * cold_s
+    train, evaluate, fixed = train / parallel, evaluate / parallel, fixed / parallel
     total = train + evaluate + fixed + augment_s
-    return {"hours": total / 3600, "train_h": train / 3600, "evaluate_h": evaluate / 3600,
+    return {"hours": total / 3600, "parallel": parallel, "train_h": train / 3600, "evaluate_h": evaluate / 3600,
             "fixed_h": fixed / 3600, "runs": folds * runs_per_fold, "trainings": folds * len(trainings)}
 
 
@@ -45,6 +47,20 @@ def pretrain_hours(*, seconds_per_image: float, forward_fraction: float, epochs:
     validation = images // folds
     return (epochs * ((images - validation) * seconds_per_image
                       + validation * seconds_per_image * forward_fraction) + cold_s) / 3600
+
+
+PARALLEL_GAIN = 1.3  # sweeps' runs at once on a CPU (2 x 1 thread vs 1 x 2 threads), measured on the demo
+REPORT_FIXED_S = 15.0  # tables, statistics and figures of a study report
+
+
+def report_hours(seconds_per_image: float, cfg) -> float:
+    """The report: its figures, plus Fig. 5's activation maximisation (4 nets x 2 layers x 128
+    steps of 6 images, about a training step's cost per image)."""
+    from unet_transfer.analysis.activation import Settings
+    from unet_transfer.report.activation import LAYERS, UNITS
+
+    maximisation = 4 * len(LAYERS) * Settings().steps * UNITS * seconds_per_image
+    return (REPORT_FIXED_S + maximisation) / 3600
 
 
 def estimates(results: dict) -> dict:
@@ -79,12 +95,15 @@ def estimates(results: dict) -> dict:
         data_rate = results["data"][label]["images_per_s"] * scale
         if label == "demo":
             n = int(study_cfg.dataset.n_images)
-            study = study_hours(**common, train_images=n - n // folds, held_out=n // folds, augment_s=0.0)
+            cpu_sweeps = results["device"]["type"] == "cpu" and (results["device"]["cpu_count"] or 1) > 1
+            study = study_hours(**common, train_images=n - n // folds, held_out=n // folds, augment_s=0.0,
+                                parallel=PARALLEL_GAIN if cpu_sweeps else 1.0)
             pre = pretrain_hours(seconds_per_image=seconds_per_image, forward_fraction=forward_fraction,
                                  epochs=int(pretrain_cfg.trainer.max_epochs), images=int(pretrain_cfg.dataset.n_images),
                                  folds=int(pretrain_cfg.folds), cold_s=cold)
-            out[label] = {"study_h": study["hours"], "pretraining_h": pre, "total_h": study["hours"] + pre,
-                          "detail": study}
+            report = report_hours(seconds_per_image, study_cfg)
+            out[label] = {"study_h": study["hours"], "pretraining_h": pre, "report_h": report,
+                          "total_h": study["hours"] + pre + report, "detail": study}
         else:
             total_images = int(study_cfg.augment.total)
             per_dataset = {name: study_hours(**common, train_images=total_images, held_out=n // folds,

@@ -84,10 +84,13 @@ def measure_agreement(common: list[str], size: Size, work: Path, epochs: int) ->
     folds = int(run_cfg(common, size, work).folds)
     variants = {"fp32_nchw": plain, "fast": [], "fp32_nchw_other_seed": [*plain, "seed=1"]}
     dice: dict[str, list[float]] = {name: [] for name in variants}
+    fast: dict = {}
     for fold in range(folds):
         for name, extra in variants.items():
             out = work / "agree" / f"{name}_{fold}" / "run"
-            dice[name].append(run(run_cfg(common, size, out, *base, *extra, f"fold={fold}"))["dice"])
+            metrics = run(run_cfg(common, size, out, *base, *extra, f"fold={fold}"))
+            dice[name].append(metrics["dice"])
+            fast = metrics["fast"] if name == "fast" else fast
     fast_cfg = run_cfg(common, size, work)
     mean = {name: statistics.fmean(values) for name, values in dice.items()}
     difference = mean["fast"] - mean["fp32_nchw"]
@@ -95,6 +98,6 @@ def measure_agreement(common: list[str], size: Size, work: Path, epochs: int) ->
             "dice_fp32_nchw_other_seed": mean["fp32_nchw_other_seed"],
             "seed_difference": mean["fp32_nchw_other_seed"] - mean["fp32_nchw"], "per_fold": dice,
             "tolerance": TARGETS["dice_tolerance"], "within_tolerance": abs(difference) <= TARGETS["dice_tolerance"],
-            "epochs": epochs, "folds": folds, "fast_precision": str(fast_cfg.trainer.precision),
-            "fast_channels_last": bool(fast_cfg.fast.channels_last),
+            "epochs": epochs, "folds": folds, "fast_precision": fast.get("precision"),
+            "fast_channels_last": fast.get("channels_last"),
             "pretrained": str(fast_cfg.pretrained) if fast_cfg.pretrained else None}

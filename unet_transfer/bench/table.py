@@ -33,24 +33,57 @@ def table(results: dict) -> str:
     device = results["device"]
     load = device.get("load_average_start")
     lines = [f"# unet-transfer bench on {device['name']} ({device['type']}, {device['threads']} threads, "
-             f"precision {device['precision']}, channels_last {device['channels_last']}, "
              f"native bf16 {device['native_bf16']}){' [QUICK]' if results['quick'] else ''}", ""]
     if device.get("busy"):
         lines += [f"Other work was running (load {load[0]:.1f} on {device['cpu_count']} cores): absolute timings "
-                  "are pessimistic; ratios come from alternating rounds.", ""]
-    lines += ["## Training throughput (images/s; medians of alternating rounds)", "",
+                  "are pessimistic; rates are the best rounds and ratios come from alternating rounds.", ""]
+    lines += ["## Verdict", ""]
+    for label, v in results.get("verdict", {}).items():
+        text = (f"- {label} size: the default path trains at {v['speedup_vs_bare_fp32']:.2f}x the bare fp32 NCHW loop: "
+                f"{'meets' if v['meets'] else 'MISSES'} >= 1.0x")
+        if "vs_keras" in v:
+            text += (f"; {v['vs_keras']:.2f}x the paper's Keras stack: {'meets' if v['meets_keras_goal'] else 'MISSES'} "
+                     f"the goal >= {v['keras_goal']:g}x")
+        lines.append(text)
+    if "keras" not in results:
+        lines.append("- the paper's Keras stack: not measured (TensorFlow not installed; `pip install .[keras]`)")
+    lines += ["", "## Speed settings chosen (fast.auto)", ""]
+    for label, t in results["throughput"].items():
+        lines.append(f"- {label}: {t['precision']}, channels_last {t['channels_last']}, compile {t['compile']} "
+                     f"({t['fast'].get('chosen_by')}: {t['fast'].get('why')})")
+    lines += ["", "## Training throughput (images/s; best of alternating rounds, the range beside it)", "",
               "| size | real path | bare fp32 NCHW | bare, same settings, real DataLoader | bare, same settings, "
               "fixed batch | speedup vs fp32 | framework overhead (vs same loop, same loader) | overhead vs fixed batch "
-              "| achieved FLOP/s | of bf16 peak |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| achieved FLOP/s | of peak |", "|---|---|---|---|---|---|---|---|---|---|"]
     for label, t in results["throughput"].items():
         s, r = t["size"], t["images_per_s"]
-        peak = "-" if t["fraction_of_bf16_peak"] is None else f"{100 * t['fraction_of_bf16_peak']:.1f}%"
-        lines.append(f"| {label} (w{s['width']}, {s['image_size']}px, batch {s['batch_size']}) | {r['real']:.2f} | "
-                     f"{r['bare_fp32_nchw']:.2f} | {r['bare_same_loader']:.2f} | {r['bare_same']:.2f} | "
+        rounds = t.get("images_per_s_rounds", {})
+        if t["fraction_of_bf16_peak"] is not None:
+            peak = f"{100 * t['fraction_of_bf16_peak']:.1f}% of bf16"
+        elif t.get("fraction_of_fp32_peak") is not None:
+            cpu = t["cpu_fp32_peak"]
+            peak = (f"{100 * t['fraction_of_fp32_peak']:.0f}% of ~{fmt_flops(cpu['flops_per_s'])} fp32 "
+                    f"({cpu['cores']} x {cpu['ghz']:.1f} GHz x {cpu['flops_per_cycle']} {cpu['vectors']})")
+        else:
+            peak = "-"
+
+        def ranged(name, r=r, rounds=rounds):
+            low, high = rounds.get(name, (None, None))
+            return f"{r[name]:.2f}" + (f" ({low:.2f}-{high:.2f})" if low is not None and high - low > 0.005 * high else "")
+
+        lines.append(f"| {label} (w{s['width']}, {s['image_size']}px, batch {s['batch_size']}) | {ranged('real')} | "
+                     f"{ranged('bare_fp32_nchw')} | {r['bare_same_loader']:.2f} | {r['bare_same']:.2f} | "
                      f"{t['speedup']:.2f}x ({check(t['speedup'], TARGETS['speedup'], True)}) | "
                      f"{100 * t['overhead']:+.1f}% ({check(t['overhead'], TARGETS['overhead'], False)}) | "
                      f"{100 * t['overhead_vs_fixed_batch']:+.1f}% | "
                      f"{fmt_flops(t['achieved_flops_per_s']['real'])} | {peak} |")
+    if "keras" in results:
+        lines += ["", "## The paper's own stack (Keras on TensorFlow, same layer list, Adam 1e-4, same size and batch)", "",
+                  "| size | Keras images/s | our real path | ratio |", "|---|---|---|---|"]
+        for label, k in results["keras"].items():
+            real = results["throughput"][label]["images_per_s"]["real"]
+            lines.append(f"| {label} | {k['images_per_s']:.2f} (TensorFlow {k['tensorflow']}) | {real:.2f} | "
+                         f"{real / k['images_per_s']:.2f}x |")
     lines += ["", "## Freezing: step/epoch time and memory vs all blocks trained", "",
               "| size | setting | trained blocks | step s | epoch s | time ratio | FLOP ratio | "
               "saved activations | memory ratio | CUDA peak/step |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -93,4 +126,9 @@ def table(results: dict) -> str:
               f"{paper['detail']['ultrasound']['trainings']} trainings of {paper['config']['epochs']} epochs x 600 "
               f"images at {paper['config']['image_size']}px, width {paper['config']['model']['width']})",
               "", f"Bench wall time: {results['wall_s']:.0f} s"]
+    demo = results.get("check_demo")
+    if demo:
+        lines += ["", f"--check-demo: the demo study took {demo['measured_s'] / 60:.1f} min, the estimate said "
+                      f"{demo['estimated_s'] / 60:.1f} min ({demo['ratio']:.2f}x: "
+                      f"{'within' if demo['within_25_percent'] else 'OUTSIDE'} 25%)"]
     return "\n".join(lines)

@@ -82,7 +82,7 @@ def build_card(study: Path, choice: Choice, final: FinalNetwork, files: dict[str
         "data": {"dataset": final.dataset, "n_images": final.n_images, "image_size": final.image_size,
                  "content": final.data, "ids_sha256": final.ids_sha256},
         "training": {"epochs": final.epochs, "batch_size": cfg.batch_size, "augment": cfg.augment.mode,
-                     "precision": str(cfg.trainer.precision), "device": final.device, "duration_s": final.duration_s,
+                     "precision": final.precision, "device": final.device, "duration_s": final.duration_s,
                      "images_trained": final.n_train, "images_held_out": final.n_images - final.n_train},
         "files": files,
         "recipe_key": recipe_key,

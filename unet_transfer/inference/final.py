@@ -44,6 +44,7 @@ class FinalNetwork:
     epochs: int
     duration_s: float
     device: str
+    precision: str  # what it trained in (training/fast.py)
 
 
 def run_config(run_dir: Path | str) -> DictConfig:
@@ -114,4 +115,5 @@ def train_final(cfg: DictConfig) -> FinalNetwork:
     return FinalNetwork(built.model.cpu().eval(), cfg, source.name, int(source.image_size),
                         built.datamodule.cache_folder.name, len(ids), len(built.datamodule.train_rows),
                         hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16], int(built.trainer.current_epoch),
-                        round(time.perf_counter() - start, 3), str(built.trainer.strategy.root_device))
+                        round(time.perf_counter() - start, 3), str(built.trainer.strategy.root_device),
+                        built.fast["precision"])

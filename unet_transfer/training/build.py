@@ -20,6 +20,7 @@ class Built:
     callbacks: list
     logger: Any
     trainer: Any
+    fast: dict  # the speed settings used and why (training/fast.py)
     gradient_flow: Any  # per-block gradient norms (analysis/gradients.py)
     block_analysis: Any  # per-block weight change and CKA (analysis/runs.py)
 
@@ -52,6 +53,7 @@ def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = 
     from unet_transfer.analysis.gradients import GradientFlow
     from unet_transfer.analysis.runs import BlockAnalysis
     from unet_transfer.training.checkpoint import load_pretrained
+    from unet_transfer.training.fast import choose
     from unet_transfer.training.module import SegmentationModule
 
     if cfg.get("threads"):
@@ -61,14 +63,18 @@ def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = 
     if cfg.pretrained:
         load_pretrained(model, cfg.pretrained)
     method = instantiate(cfg.finetune)
-    module = SegmentationModule(model, instantiate(cfg.optimizer), channels_last=cfg.fast.channels_last,
-                                keep_predictions=cfg.save_predictions, compile=cfg.fast.compile, method=method)
     datamodule = build_datamodule(cfg, source, hold_out)
+    datamodule.prepare_data()  # Lightning calls both again in fit(): no-ops then
+    datamodule.setup("fit")
+    fast, fast_record = choose(cfg, model, instantiate(cfg.optimizer), len(datamodule.train_rows))
+    module = SegmentationModule(model, instantiate(cfg.optimizer), channels_last=fast.channels_last,
+                                keep_predictions=cfg.save_predictions, compile=fast.compile, method=method)
     gradient_flow, block_analysis = GradientFlow(), BlockAnalysis(model)
     freeze, *configured = configured_callbacks(cfg)
     all_callbacks = [freeze, method, *configured, gradient_flow, block_analysis, *callbacks]
     run_logger = instantiate(cfg.logger) if logger and cfg.get("logger") else False
     no_validation = {} if cfg.validate else {"limit_val_batches": 0}
-    trainer = instantiate(cfg.trainer, callbacks=all_callbacks, logger=run_logger,
-                          default_root_dir=str(cfg.output_dir), **{**no_validation, **trainer_overrides})
-    return Built(model, module, datamodule, all_callbacks, run_logger, trainer, gradient_flow, block_analysis)
+    trainer = instantiate(cfg.trainer, callbacks=all_callbacks, logger=run_logger, default_root_dir=str(cfg.output_dir),
+                          **{"precision": fast.precision, **no_validation, **trainer_overrides})
+    return Built(model, module, datamodule, all_callbacks, run_logger, trainer, fast_record, gradient_flow,
+                 block_analysis)
