@@ -44,7 +44,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from unet_transfer.bench import keras
+from unet_transfer.bench import concurrency, keras
 from unet_transfer.bench.common import TARGETS, compose_cfg, plans, sizes
 from unet_transfer.bench.estimate import estimates
 from unet_transfer.bench.runs import (
@@ -156,6 +156,14 @@ def main(argv: list[str] | None = None) -> int:
             results["fixed_cost"] = measure_fixed_cost(common, size["demo"], work, repeats=2 if args.quick else 3,
                                                        cold_repeats=1 if args.quick else 2, threads=args.threads)
         measure("paper", share=1.0)
+        if cuda and not args.quick:
+            paper = results["throughput"]["paper"]
+            print("bench: runs at once on the GPU (runs_per_gpu): 1, 2 and 4 training processes", flush=True)
+            with timed(phases, "concurrency"):
+                results["concurrency"] = concurrency.measure(
+                    size["paper"].width, size["paper"].image_size, int(compose_cfg(["experiment=paper_busi",
+                                                                                      "output_dir=."]).batch_size),
+                    seconds=15.0, precision=paper["precision"], channels_last=paper["channels_last"])
         if keras.available() and not args.quick:
             print("bench: the paper's own stack (Keras on TensorFlow), same sizes", flush=True)
             with timed(phases, "keras"):

@@ -106,8 +106,9 @@ def estimates(results: dict) -> dict:
                           "total_h": study["hours"] + pre + report, "detail": study}
         else:
             total_images = int(study_cfg.augment.total)
+            gain = results.get("concurrency", {}).get("gain", 1.0)  # runs_per_gpu on a GPU, measured
             per_dataset = {name: study_hours(**common, train_images=total_images, held_out=n // folds,
-                                             augment_s=folds * total_images / data_rate)
+                                             augment_s=folds * total_images / data_rate, parallel=gain)
                            for name, n in PAPER["datasets"].items()}
             pre = pretrain_hours(seconds_per_image=seconds_per_image, forward_fraction=forward_fraction,
                                  epochs=int(pretrain_cfg.trainer.max_epochs), images=PAPER["pretrain_images"],

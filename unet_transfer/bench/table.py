@@ -77,6 +77,13 @@ def table(results: dict) -> str:
                      f"{100 * t['overhead']:+.1f}% ({check(t['overhead'], TARGETS['overhead'], False)}) | "
                      f"{100 * t['overhead_vs_fixed_batch']:+.1f}% | "
                      f"{fmt_flops(t['achieved_flops_per_s']['real'])} | {peak} |")
+    if "concurrency" in results:
+        c = results["concurrency"]
+        lines += ["", f"## Runs at once on the GPU (paper size, batch {c['size']['batch_size']}, {c['precision']})", "",
+                  "| runs at once | total images/s |", "|---|---|"]
+        lines += [f"| {n} | {rate:.1f} |" for n, rate in c["images_per_s"].items()]
+        lines += ["", f"runs_per_gpu={c['best_count']} gets through a study {c['gain']:.2f}x faster than one run at a "
+                      "time; the paper-study estimate below uses it."]
     if "keras" in results:
         lines += ["", "## The paper's own stack (Keras on TensorFlow, same layer list, Adam 1e-4, same size and batch)", "",
                   "| size | Keras images/s | our real path | ratio |", "|---|---|---|---|"]
