@@ -40,6 +40,36 @@ def features(seed: int, n=3, c=5, h=6, w=7) -> torch.Tensor:
     return torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def test_gradient_flow_is_each_blocks_gradient_norm_with_its_block_index_copied_once_per_trained_set():
+    from types import SimpleNamespace
+
+    from unet_transfer.analysis.gradients import GradientFlow
+
+    torch.manual_seed(0)
+    model = UNet(width=4)
+    model.set_frozen_blocks([1, 2])
+    flow, module = GradientFlow(), SimpleNamespace(model=model)
+    flow.on_fit_start(None, module)
+    flow.on_train_epoch_start(None, module)
+    expected = []
+    for _ in range(3):
+        model.zero_grad(set_to_none=True)
+        model(torch.rand(2, 1, 32, 32)).square().mean().backward()
+        per_block = {b: 0.0 for b in model.layout.numbers}
+        for name, p in model.named_parameters():
+            if p.grad is not None:
+                per_block[model.block_of_parameter(name)] += float(p.grad.double().square().sum())
+        expected.append({b: v ** 0.5 for b, v in per_block.items()})
+        flow.on_before_optimizer_step(None, module, None)
+    module.log = lambda *args, **kwargs: None
+    flow.on_train_epoch_end(None, module)
+    means = flow.mean_over_training()
+    for b in model.layout.numbers:
+        assert means[b] == pytest.approx(sum(e[b] for e in expected) / 3, rel=1e-6)
+    assert means[1] == means[2] == 0.0 and means[9] > 0
+    assert len(flow._index) == 1  # one host-to-device copy for the phase, not one per step
+
+
 def test_linear_cka_is_one_for_the_same_features_and_invariant_to_rotation_and_scale():
     x = features(0)
     assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)

@@ -1,7 +1,9 @@
 """Where the learning signal goes: each block's gradient norm, averaged over an epoch's steps
 and logged as `grad_norm/<block name>` (CSV, W&B); frozen blocks log 0.
 
-The norms stay on the device until the epoch ends (one sync per epoch, not per step)."""
+The norms stay on the device until the epoch ends (one sync per epoch, not per step), and the
+block index of the parameters with gradients lives there too: copying it from host memory each
+step would make CUDA wait for the queued work every step (a pageable copy syncs the stream)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ class GradientFlow(pl.Callback):
         self._names = model.layout.names
         self._params = [p for _, p in model.named_parameters()]
         self._blocks = torch.tensor([model.block_of_parameter(n) - 1 for n, _ in model.named_parameters()])
+        self._index: dict[tuple[int, ...], torch.Tensor] = {}  # parameters with gradients -> their blocks, on the device
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._sum, self._steps = None, 0
@@ -28,7 +31,10 @@ class GradientFlow(pl.Callback):
             return
         norms = torch.stack(torch._foreach_norm([self._params[i].grad for i in present])).double()
         squares = torch.zeros(len(self._names), dtype=torch.float64, device=norms.device)
-        squares.index_add_(0, self._blocks[present].to(norms.device), norms.square())
+        key = tuple(present)  # the same set every step of a phase: copied to the device once
+        if key not in self._index:
+            self._index[key] = self._blocks[present].to(norms.device)
+        squares.index_add_(0, self._index[key], norms.square())
         self._sum = squares.sqrt() if self._sum is None else self._sum + squares.sqrt()
         self._steps += 1
 

@@ -73,7 +73,7 @@ def pick(timings: dict[FastSettings, float]) -> tuple[FastSettings, str]:
     return best, f"fastest of {len(timings)} measured ({others}){against}"
 
 
-def time_steps(model, optimizer_factory, settings: FastSettings, shape: tuple, device) -> float:
+def time_steps(model, optimizer_factory, settings: FastSettings, shape: list, device) -> float:
     """Seconds per training step of `settings` on a copy of `model` (best of the timed steps)."""
     import torch
     import torch.nn.functional as F
@@ -163,8 +163,8 @@ def choose(cfg, model, optimizer_factory, n_train: int, measure: Callable = time
         return settings, {**asdict(settings), "chosen_by": "default", "why": "fast.auto=false: fp32 NCHW unless given"}
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("auto", "gpu", "cuda")
                           else "cpu")
-    shape = (int(cfg.batch_size), int(cfg.model.get("in_channels", 1)), int(cfg.dataset.image_size),
-             int(cfg.dataset.image_size))
+    shape = [int(cfg.batch_size), int(cfg.model.get("in_channels", 1)), int(cfg.dataset.image_size),
+             int(cfg.dataset.image_size)]  # a list: the record is JSON and must read back equal
     key_parts = {"device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
                  "model": {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"},
                  "shape": shape,

@@ -198,6 +198,7 @@ def train(cfg: DictConfig, plan: RunPlan, out_dir: Path) -> dict:
 
         rows = sorted(module.test_predictions)
         save_predictions(out_dir, [data.ids[r] for r in rows], torch.stack([module.test_predictions[r] for r in rows]).numpy())
+    metrics = json.loads(json.dumps(metrics))  # return exactly what a resumed run will read back
     write_run_results(out_dir, metrics, per_image)
     if built.logger:
         built.logger.log_metrics({f"final/{name}": metrics[name] for name in METRICS})
