@@ -8,6 +8,12 @@ from unet_transfer.training import fast
 from unet_transfer.training.fast import FastSettings, choose
 
 
+@pytest.fixture(autouse=True)
+def own_choices_file(monkeypatch, tmp_path):
+    """These tests record made-up timings: in a file of their own, never the session's shared one."""
+    monkeypatch.setenv("UNET_TRANSFER_FAST_CHOICES", str(tmp_path / "cache" / "fast_choices.json"))
+
+
 def timer(table: dict, calls: list):
     """A stand-in for timing training steps: seconds per step by (precision, channels_last, compile)."""
     def measure(model, optimizer, settings: FastSettings, shape, device):

@@ -6,7 +6,7 @@ last convolutions win on one CPU and lose on another. So on first use for a (dev
 version, model, image size, batch, threads) the run times a few training steps of every
 candidate (NCHW or channels-last; fp32, and bf16 autocast where native; torch.compile too when
 the run is long enough to repay compiling) and keeps the fastest in the cache folder
-(`fast_choices.json`): later runs and every other run of the sweep read it. A setting given
+(`fast_choices.json`, or `paths.fast_choices`): later runs and every other run of the sweep read it. A setting given
 explicitly (`trainer.precision`, `fast.channels_last`, `fast.compile`) is never changed; the run
 records the settings it used and why in metrics.json (`fast`). The measurement runs on a copy of
 the model with the global random state restored, so it never changes a run's numbers.
@@ -109,8 +109,8 @@ def time_steps(model, optimizer_factory, settings: FastSettings, shape: list, de
 class Choices:
     """The measured choices of this cache folder, one per machine and shape."""
 
-    def __init__(self, cache_dir: Path | str):
-        self.path = Path(cache_dir) / CHOICES_FILE
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
 
     def read(self) -> dict:
         try:
@@ -188,7 +188,7 @@ def choose(cfg, model, optimizer_factory, n_train: int, measure: Callable = time
                 "compile_tried": known is not None or given["compile"] is not None,
                 "timings": {json.dumps(asdict(s)): round(t * 1000, 3) for s, t in timings.items()}}
 
-    choices, key = Choices(cfg.paths.cache_dir), digest(key_parts)
+    choices, key = Choices(cfg.paths.get("fast_choices") or Path(cfg.paths.cache_dir) / CHOICES_FILE), digest(key_parts)
     record = choices.get_or_measure(key, lambda: measured(None))
     if not record["compile_tried"] and expected_run_s(cfg, record["step_s"], n_train) > COMPILE_WORTH_S:
         record = choices.update(key, lambda known: known if known["compile_tried"] else measured(known))
