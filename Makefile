@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install -e ".[dev]" --config-settings editable_mode=compat  # compat: Hydra finds the hydra_plugins folder
 	@mkdir -p $(dir $@) && touch $@
 
-demo: $(STAMP)  ## the main job: the paper's whole study on simulated data, with its report (CPU, 2-5 min on 2 cores)
+demo: $(STAMP)  ## the main job: the paper's whole study on simulated data, with its report (CPU, about 3.5 min on 2 cores)
 	$(PYTHON) -m unet_transfer study demo
 
 study: $(STAMP)  ## a whole study: make study EXP=paper_busi [ARGS="trainer.accelerator=gpu"]
@@ -45,7 +45,7 @@ predict: $(STAMP)  ## segment images: make predict [CKPT=$(DIR)/recommended/mode
 export: $(STAMP)  ## ONNX and TorchScript files of a checkpoint, checked against PyTorch: make export [CKPT=...]
 	$(PYTHON) -m unet_transfer export $(CKPT) $(ARGS)
 
-bench: $(STAMP)  ## speed and memory benchmark on this machine: bench.json and a table (3-5 min on 2 cores)
+bench: $(STAMP)  ## speed and memory benchmark on this machine: bench.json and a table (about 9 min on 2 cores)
 	$(PYTHON) -m unet_transfer bench --out bench.json
 
 samples: $(STAMP)  ## samples.png: simulated ultrasound, X-ray and natural images beside the real samples

@@ -85,10 +85,10 @@ def plot_paths(found: dict[str, dict], layout, path: Path, title: str) -> Path:
             blocks = np.array(sorted(mean))
             ax.errorbar(blocks, [mean[b] for b in blocks], yerr=np.nan_to_num([std[b] for b in blocks]),
                         color=colour, marker=marker, markersize=4, capsize=3, linewidth=1.5,
-                        label=f"{name} ({row['label'].split(' (')[0]})" if name != "all" else "all blocks")
+                        label=row["label"].split(" (")[0] if name != "all" else "All blocks")
         ax.set_title(f"{label}\n({meaning})", fontsize=9)
-        ax.set_xticks(layout.numbers, [f"{b}\n{n}" for b, n in zip(layout.numbers, layout.names, strict=True)],
-                      fontsize=7)
+        ax.set_xticks(layout.numbers, [f"{b} {n}" for b, n in zip(layout.numbers, layout.names, strict=True)],
+                      fontsize=7, rotation=40, ha="right", rotation_mode="anchor")  # upright names collide
         ax.grid(True, axis="y", color="#dddddd", linewidth=0.8)
         ax.set_axisbelow(True)
     axes[0].legend(fontsize=8, frameon=False)
