@@ -95,3 +95,17 @@ def test_study_settings_and_the_helpers():
     assert interpolate([(0.5, 0.4), (1.0, 1.0)], 0.1) == 0.4
     assert bf16_peak("NVIDIA H100 80GB HBM3") == 989e12 and bf16_peak("NVIDIA H100 PCIe") == 756e12
     assert bf16_peak("NVIDIA A100-SXM4-80GB") == 312e12 and bf16_peak("NVIDIA GeForce GTX 1080") is None
+
+
+def test_other_work_is_what_keeps_the_cores_busy_now_not_the_load_average(tmp_path, monkeypatch):
+    from unet_transfer import hardware
+
+    stat = tmp_path / "stat"
+    # user nice system idle iowait ...: 150 of 400 jiffies busy between the two readings
+    stat.write_text("cpu  1000 0 200 5000 100 0 0 0 0 0\n")
+    with monkeypatch.context() as patched:
+        patched.setattr("time.sleep", lambda s: stat.write_text("cpu  1100 0 250 5240 110 0 0 0 0 0\n"))
+        assert hardware.cpu_busy_now(0.0, str(stat)) == pytest.approx(150 / 400)
+        assert hardware.cpu_busy_now(0.0, str(tmp_path / "missing")) is None  # no /proc/stat: unknown
+    now = hardware.cpu_busy_now(0.2)  # this machine, measured while this test sleeps
+    assert now is None or 0.0 <= now <= 1.0

@@ -54,3 +54,28 @@ def cpu_peak_flops(threads: int) -> dict:
     vector = "AVX-512" if per_cycle == 64 else "AVX2" if per_cycle == 32 else "SSE"
     return {"flops_per_s": threads * mhz * 1e6 * per_cycle if mhz else None, "ghz": mhz / 1000,
             "flops_per_cycle": per_cycle, "vectors": vector, "cores": threads}
+
+
+def _cpu_times(stat: str = "/proc/stat") -> tuple[int, int] | None:
+    """(busy, total) jiffies of all cores since boot, or None where /proc/stat is missing."""
+    try:
+        with open(stat) as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def cpu_busy_now(window_s: float = 1.0, stat: str = "/proc/stat") -> float | None:
+    """Share of all cores busy during the next window_s seconds while this process sleeps: the
+    other work on the machine now. The load average would also count work that just ended (it
+    decays over minutes), so a bench started right after another job would call an idle machine busy."""
+    import time
+
+    first = _cpu_times(stat)
+    time.sleep(window_s)
+    second = _cpu_times(stat)
+    if first is None or second is None or second[1] <= first[1]:
+        return None
+    return (second[0] - first[0]) / (second[1] - first[1])

@@ -55,7 +55,9 @@ from unet_transfer.bench.runs import (
 )
 from unet_transfer.bench.table import table
 from unet_transfer.bench.throughput import measure_size
-from unet_transfer.hardware import native_bf16
+from unet_transfer.hardware import cpu_busy_now, native_bf16
+
+OTHER_WORK_SHARE = 0.25  # other processes keeping a quarter of the cores busy change the timings
 
 
 def quiet() -> None:
@@ -115,10 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     quiet()
     info = device_info(args.threads)
     cuda = info["type"] == "cuda"
+    info["cpu_busy_start"] = None if cuda else cpu_busy_now()
     load = info["load_average_start"]
-    info["busy"] = bool(load and not cuda and load[0] > 0.5 * (info["cpu_count"] or 1))
+    busy = info["cpu_busy_start"]
+    if busy is None and load and not cuda:  # no /proc/stat: the load average is all there is
+        busy = load[0] / (info["cpu_count"] or 1)
+    info["busy"] = bool(busy is not None and busy > OTHER_WORK_SHARE)
     if info["busy"]:
-        print(f"bench: note: other work is running (load {load[0]:.1f} on {info['cpu_count']} cores). Absolute "
+        print(f"bench: note: other work is running ({busy:.0%} of {info['cpu_count']} cores busy). Absolute "
               f"timings with {info['threads']} threads will be slower than on an idle machine; the rates are the "
               "best rounds and the ratios come from alternating rounds. `--threads 1` suffers least.", flush=True)
     results: dict = {"version": 2, "quick": args.quick, "device": info, "targets": TARGETS,

@@ -35,7 +35,9 @@ def table(results: dict) -> str:
     lines = [f"# unet-transfer bench on {device['name']} ({device['type']}, {device['threads']} threads, "
              f"native bf16 {device['native_bf16']}){' [QUICK]' if results['quick'] else ''}", ""]
     if device.get("busy"):
-        lines += [f"Other work was running (load {load[0]:.1f} on {device['cpu_count']} cores): absolute timings "
+        share = device.get("cpu_busy_start")
+        now = f"{share:.0%} of {device['cpu_count']} cores busy" if share is not None else f"load {load[0]:.1f} on {device['cpu_count']} cores"
+        lines += [f"Other work was running ({now}): absolute timings "
                   "are pessimistic; rates are the best rounds and ratios come from alternating rounds.", ""]
     lines += ["## Verdict", ""]
     for label, v in results.get("verdict", {}).items():
