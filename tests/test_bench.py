@@ -109,3 +109,10 @@ def test_other_work_is_what_keeps_the_cores_busy_now_not_the_load_average(tmp_pa
         assert hardware.cpu_busy_now(0.0, str(tmp_path / "missing")) is None  # no /proc/stat: unknown
     now = hardware.cpu_busy_now(0.2)  # this machine, measured while this test sleeps
     assert now is None or 0.0 <= now <= 1.0
+
+
+def test_the_runs_at_once_worker_trains_the_bare_loop_and_reports_its_rate():
+    from unet_transfer.bench.concurrency import worker
+
+    result = worker(width=4, size=32, batch=2, seconds=0.3, precision="32-true", channels_last=True)
+    assert positive(result["images_per_s"])

@@ -16,39 +16,26 @@ import time
 
 
 def worker(width: int, size: int, batch: int, seconds: float, precision: str, channels_last: bool) -> dict:
-    """Train a bare loop for `seconds` after a warm-up; images per second."""
+    """Train the bench's bare loop (fused Adam, as the real path) for `seconds` after a warm-up;
+    images per second."""
     import torch
-    import torch.nn.functional as F
 
+    from unet_transfer.bench.common import synchronize
+    from unet_transfer.bench.loops import BareLoop
     from unet_transfer.model import UNet
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    memory = torch.channels_last if channels_last else torch.contiguous_format
-    model = UNet(width=width).to(device, memory_format=memory)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
-    images = torch.rand(batch, 1, size, size, device=device).contiguous(memory_format=memory)
+    loop = BareLoop(UNet(width=width), device, lr=1e-4, channels_last=channels_last, precision=precision,
+                    optimizer=lambda params: torch.optim.Adam(params, lr=1e-4, fused=True))
+    images = torch.rand(batch, 1, size, size, device=device)
     masks = (torch.rand(batch, 1, size, size, device=device) > 0.5).float()
-    dtype = torch.bfloat16 if precision.startswith("bf16") else None
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = F.binary_cross_entropy_with_logits(model(images).float(), masks)
-        loss.backward()
-        optimizer.step()
-
-    def synchronize():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    for _ in range(5):
-        step()
-    synchronize()
+    loop.warm_up(images, masks, 5)
+    images, masks = loop.inputs(images, masks)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        step()
+        loop.step(images, masks)
         steps += 1
-    synchronize()
+    synchronize(device)
     return {"images_per_s": steps * batch / (time.perf_counter() - start)}
 
 

@@ -48,6 +48,11 @@ def _unreadable(path: Path, reason: object) -> DatasetError:
     )
 
 
+def _missing(path: Path) -> DatasetError:
+    return DatasetError(f"Image file '{path}' does not exist. Fix: check dataset.root and the folder names, "
+                        "or restore the file.")
+
+
 def _not_permitted(path: Path) -> DatasetError:
     return DatasetError(f"Cannot read image file '{path}': permission denied. Fix: give your user read access "
                         f"(chmod u+r '{path}'), or copy the data somewhere readable.")
@@ -80,10 +85,7 @@ def _read_pil(path: Path) -> np.ndarray:
             # Colour (RGB, RGBA, P, CMYK, YCbCr, ...) and rare modes (LAB, HSV): luminance via RGB.
             return np.array(im.convert("RGB").convert("L"))
     except FileNotFoundError as e:
-        raise DatasetError(
-            f"Image file '{path}' does not exist. Fix: check dataset.root and the folder names, "
-            "or restore the file."
-        ) from e
+        raise _missing(path) from e
     except PermissionError as e:
         raise _not_permitted(path) from e
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
@@ -107,10 +109,7 @@ def _read_dicom(path: Path) -> np.ndarray:
             ds = pydicom.dcmread(path, force=True)  # no preamble: older files
         pixels = ds.pixel_array
     except FileNotFoundError as e:
-        raise DatasetError(
-            f"Image file '{path}' does not exist. Fix: check dataset.root and the folder names, "
-            "or restore the file."
-        ) from e
+        raise _missing(path) from e
     except PermissionError as e:
         raise _not_permitted(path) from e
     except Exception as e:  # pydicom raises many kinds for bad or compressed data
