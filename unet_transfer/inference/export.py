@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from unet_transfer.errors import ConfigError, UserError
+from unet_transfer.errors import ConfigError, one_line_exit
 from unet_transfer.files import atomic_path
 from unet_transfer.inference.network import Network, load_network
 
@@ -157,9 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         results = export(args.checkpoint, args.out_dir or args.checkpoint.parent, args.formats, args.check_images)
-    except UserError as error:
-        print(f"Error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:  # a UserError, also when Hydra wrapped it: one line, exit code 2
+        return one_line_exit(error)
     failed = False
     for path, difference in results:
         if difference is None:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from unet_transfer.data.imageio import read_grey, read_mask
-from unet_transfer.errors import DatasetError
+from unet_transfer.errors import DatasetError, one_line_exit
 from unet_transfer.inference.inputs import Item, from_dataset, image_files, with_mask_folder
 from unet_transfer.inference.network import Network, load_network
 from unet_transfer.inference.outputs import (
@@ -38,7 +38,6 @@ from unet_transfer.inference.outputs import (
 )
 from unet_transfer.inference.preprocessing import network_input
 from unet_transfer.inference.scoring import Outcome, score, write_summary
-from unet_transfer.training.run import user_error_in
 
 
 @dataclass
@@ -190,11 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                           batch_size=args.batch_size, mask_threshold=mask_threshold,
                           scoring=bool(args.masks or args.dataset), progress=not args.no_progress)
     except Exception as error:  # a UserError, also when Hydra's instantiate wrapped it: one line, exit code 2
-        cause = user_error_in(error)
-        if cause is None:
-            raise
-        print(f"Error: {cause}", file=sys.stderr)
-        return 2
+        return one_line_exit(error)
     write_summary(outcome)
     print(f"Predicted {len(outcome.rows)} image(s) into {args.output} (network input {network.image_size}x"
           f"{network.image_size}, threshold {network.threshold:g}, {network.device})")

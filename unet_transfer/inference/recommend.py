@@ -26,6 +26,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from unet_transfer.errors import one_line_exit
 from unet_transfer.files import atomic_write_text
 from unet_transfer.inference.card import build_card, write_card
 from unet_transfer.inference.choose import Choice, choose, study_rows
@@ -33,7 +34,6 @@ from unet_transfer.inference.final import FinalNetwork, check_start, recipe, tra
 from unet_transfer.inference.preprocessing import record
 from unet_transfer.metrics import METRICS, THRESHOLD
 from unet_transfer.training.identity import code_version
-from unet_transfer.training.run import user_error_in
 
 WEIGHTS = "model.pt"  # and model.safetensors beside it
 
@@ -136,11 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         card = build_card(args.study, choice, final, files, key, [*warnings, *report_warnings])
         json_path, md_path = write_card(out, card)
     except Exception as error:  # a UserError, also when Hydra's instantiate wrapped it: one line, exit code 2
-        cause = user_error_in(error)
-        if cause is None:
-            raise
-        print(f"Error: {cause}", file=sys.stderr)
-        return 2
+        return one_line_exit(error)
     scores = card["cross_validation"]["metrics"][choice.metric]
     spread = "n/a" if scores["std"] is None else f"{scores['std']:.4f}"
     print(f"Recommended network: {choice.chosen.label}; cross-validated {METRICS[choice.metric].label} "

@@ -18,7 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from unet_transfer.config import compose_config, experiments, process_token
-from unet_transfer.errors import ConfigError, UserError
+from unet_transfer.errors import ConfigError, UserError, one_line_exit
 from unet_transfer.study.commands import child_environment, train_command
 from unet_transfer.study.pretrain import ensure_pretrained, recipe, up_to_date
 
@@ -66,9 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         study, sweeps, cfg = study_plan(args.experiment, args.overrides, args.config_dir)
-    except UserError as error:
-        print(f"Error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:  # a UserError, also when Hydra wrapped it: one line, exit code 2
+        return one_line_exit(error)
     start = time.perf_counter()
     process_token()  # one invocation: its sweeps (child processes) share the token, so twins may copy
     if cfg.get("pretrained") and cfg.get("pretrain") and not up_to_date(Path(cfg.pretrained), recipe(cfg, args.config_dir)):

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unet_transfer.blocks import Blocks, canonical_direction
 from unet_transfer.config import process_token
-from unet_transfer.errors import UserError
+from unet_transfer.errors import one_line_exit
 from unet_transfer.files import file_lock
 from unet_transfer.metrics import METRICS
 from unet_transfer.study.pretrain import ensure_pretrained
@@ -325,22 +325,9 @@ def reuse_twin(cfg: DictConfig, out_dir: Path, twin: Path) -> dict:
     return metrics
 
 
-def user_error_in(error: BaseException) -> UserError | None:
-    """The UserError behind `error`, also when Hydra's instantiate wrapped it."""
-    while error is not None:
-        if isinstance(error, UserError):
-            return error
-        error = error.__cause__ or error.__context__
-    return None
-
-
 def run_or_exit(cfg: DictConfig) -> float | None:
     """Entry point body: user errors become one clear line and exit code 2, not a traceback."""
     try:
         return run(cfg)["dice"]
     except Exception as error:
-        cause = user_error_in(error)
-        if cause is None:
-            raise
-        log.error("Error: %s", cause)
-        raise SystemExit(2) from None
+        raise SystemExit(one_line_exit(error, log.error)) from None
