@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             print("bench: the paper's own stack (Keras on TensorFlow), same sizes", flush=True)
             with timed(phases, "keras"):
                 results["keras"] = {label: keras.images_per_s(s.width, s.image_size, s.batch_size,
-                                                              budget_s=max(10.0, remaining(deadline) / 2))
+                                                              budget_s=max(10.0, remaining(deadline) / 2),
+                                                              threads=None if cuda else info["threads"])
                                     for label, s in size.items()}
         results["estimate"] = estimates(results)
     results["verdict"] = verdict(results)

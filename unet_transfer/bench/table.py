@@ -91,7 +91,8 @@ def table(results: dict) -> str:
                   "| size | Keras images/s | our real path | ratio |", "|---|---|---|---|"]
         for label, k in results["keras"].items():
             real = results["throughput"][label]["images_per_s"]["real"]
-            lines.append(f"| {label} | {k['images_per_s']:.2f} (TensorFlow {k['tensorflow']}) | {real:.2f} | "
+            threads = f", {k['threads']} threads" if k.get("threads") else ""
+            lines.append(f"| {label} | {k['images_per_s']:.2f} (TensorFlow {k['tensorflow']}{threads}) | {real:.2f} | "
                          f"{real / k['images_per_s']:.2f}x |")
     lines += ["", "## Freezing: step/epoch time and memory vs all blocks trained", "",
               "| size | setting | trained blocks | step s | epoch s | time ratio | FLOP ratio | "
