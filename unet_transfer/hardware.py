@@ -60,10 +60,10 @@ def _cpu_times(stat: str = "/proc/stat") -> tuple[int, int] | None:
     """(busy, total) jiffies of all cores since boot, or None where /proc/stat is missing."""
     try:
         with open(stat) as handle:
-            fields = [int(v) for v in handle.readline().split()[1:]]
-    except (OSError, ValueError):
+            fields = [int(v) for v in handle.readline().split()[1:9]]  # user .. steal (guest is inside user)
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    except (OSError, ValueError, IndexError):
         return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return sum(fields) - idle, sum(fields)
 
 
