@@ -32,13 +32,9 @@ def shared_fast_choices(tmp_path_factory):
     """fast.auto measures each (machine, shape) once for the whole test session, not once per test
     folder: every run (and every subprocess, through the environment) reads one choices file."""
     path = tmp_path_factory.mktemp("fast") / "fast_choices.json"
-    previous = os.environ.get("UNET_TRANSFER_FAST_CHOICES")
-    os.environ["UNET_TRANSFER_FAST_CHOICES"] = str(path)
-    yield path
-    if previous is None:
-        os.environ.pop("UNET_TRANSFER_FAST_CHOICES", None)
-    else:
-        os.environ["UNET_TRANSFER_FAST_CHOICES"] = previous
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UNET_TRANSFER_FAST_CHOICES", str(path))
+        yield path
 
 
 @pytest.fixture

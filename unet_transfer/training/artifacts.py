@@ -16,19 +16,18 @@ PER_IMAGE_FIELDS = ("id", *METRICS)
 KEPT_WEIGHTS = "weights.pt"  # the final weights a run keeps when `keep_weights` chooses it
 
 
-def write_run_results(out_dir: Path | str, metrics: dict, per_image: list[dict]) -> Path:
+def write_run_results(out_dir: Path | str, metrics: dict, per_image: list[dict]) -> dict:
+    """Write per_image.csv, then metrics.json; returns the metrics exactly as a later read gives
+    them back (JSON has lists, not tuples), so a fresh run and a resumed one return equal dicts."""
     out_dir = Path(out_dir)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=PER_IMAGE_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(per_image)
     atomic_write_text(out_dir / "per_image.csv", buffer.getvalue())
-    return atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-
-
-def read_metrics(out_dir: Path | str) -> dict | None:
-    path = Path(out_dir) / "metrics.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    text = json.dumps(metrics, indent=2) + "\n"
+    atomic_write_text(out_dir / "metrics.json", text)
+    return json.loads(text)
 
 
 RESULT_FILES = ("metrics.json", "per_image.csv", "predictions.npz")

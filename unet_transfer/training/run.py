@@ -198,8 +198,7 @@ def train(cfg: DictConfig, plan: RunPlan, out_dir: Path) -> dict:
 
         rows = sorted(module.test_predictions)
         save_predictions(out_dir, [data.ids[r] for r in rows], torch.stack([module.test_predictions[r] for r in rows]).numpy())
-    metrics = json.loads(json.dumps(metrics))  # return exactly what a resumed run will read back
-    write_run_results(out_dir, metrics, per_image)
+    metrics = write_run_results(out_dir, metrics, per_image)
     if built.logger:
         built.logger.log_metrics({f"final/{name}": metrics[name] for name in METRICS})
         built.logger.finalize("success")
@@ -320,7 +319,7 @@ def reuse_twin(cfg: DictConfig, out_dir: Path, twin: Path) -> dict:
         shutil.copyfile(twin / "predictions.npz", out_dir / "predictions.npz")
     metrics = {**readable_metrics(twin), "direction": canonical_direction(cfg.freeze.direction),
                "freeze": cfg.freeze.direction, "same_as": twin.name, "duration_s": 0.0}
-    write_run_results(out_dir, metrics, read_per_image(twin))
+    metrics = write_run_results(out_dir, metrics, read_per_image(twin))
     log.info("Result %s: same training as %s, results copied (dice %.4f)", out_dir, twin.name, metrics["dice"])
     return metrics
 
