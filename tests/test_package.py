@@ -41,9 +41,12 @@ def test_the_installed_command_works_from_an_empty_folder_with_the_users_own_con
     wheels, venv, work = tmp_path / "wheels", tmp_path / "venv", tmp_path / "work"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
                     str(ROOT)], check=True, capture_output=True)
-    # A fresh environment; the dependencies come from this one (CI's `make smoke-installed`
-    # installs them too, from pyproject.toml).
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    # A fresh environment whose dependencies come from this one (CI's `make smoke-installed`
+    # installs them from pyproject.toml). Not `--system-site-packages`: a venv made from inside a
+    # venv inherits the *base* interpreter's packages, not the venv's, so this environment's
+    # site-packages are put on the new one's path instead (after its own, so the wheel wins).
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    inherit_packages(venv)
     subprocess.run([venv / "bin" / "pip", "install", "--no-deps", "-q", *wheels.glob("*.whl")], check=True,
                    capture_output=True)
     (work / "myconf" / "dataset").mkdir(parents=True)
@@ -66,3 +69,13 @@ def test_the_installed_command_works_from_an_empty_folder_with_the_users_own_con
     assert report.returncode == 0 and (work / "outputs" / "summary.md").is_file(), report.stderr[-2000:]
     listing = subprocess.run([command, "study", "nosuch"], cwd=work, env=env, capture_output=True, text=True)
     assert listing.returncode == 2 and "demo" in listing.stderr and "paper_busi" in listing.stderr
+
+
+def inherit_packages(venv: Path) -> None:
+    """Put this interpreter's package folders on `venv`'s path through a .pth file: the new
+    environment sees torch, Hydra and the rest without reinstalling them, and sees its own
+    packages first. The folders' own .pth files (an editable install of this checkout) are not
+    read, so `import unet_transfer` can only find the wheel."""
+    here = [path for path in sys.path if Path(path).name in ("site-packages", "dist-packages") and Path(path).is_dir()]
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    (venv / "lib" / version / "site-packages" / "_inherited_packages.pth").write_text("\n".join(here) + "\n")
