@@ -443,7 +443,7 @@ def test_cli_writes_and_prints(tmp_path, capsys):
     from unet_transfer.report.__main__ import main
 
     for fold in range(2):
-        write_fake_run(tmp_path / "runs", f"f{fold}", fold=fold, folds=2, dice=0.7 + 0.1 * fold)
+        write_fake_run(tmp_path / "runs", f"f{fold}", k=3, fold=fold, folds=2, dice=0.7 + 0.1 * fold)  # a k step
     assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert f"Wrote {tmp_path / 'out' / 'summary.md'}" in printed

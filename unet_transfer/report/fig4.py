@@ -22,6 +22,7 @@ from unet_transfer.report.aggregate import (
 )
 from unet_transfer.report.collect import variant_words
 from unet_transfer.report.registry import Report, entry
+from unet_transfer.report.tables import has_k_sweep
 
 DPI = 150
 COLOURS = {"shallow_to_deep": "#1f77b4", "deep_to_shallow": "#d62728"}
@@ -34,9 +35,9 @@ def plot_metric_vs_blocks(rows: list[dict], metric: str, path: Path) -> Path | N
 
     Reference rows (all blocks fine-tuned, trained from scratch) are horizontal lines labelled
     with their value; hollow markers flag configurations with fewer folds than expected.
-    Returns None (and draws nothing) when no dataset has shallow/deep sweeps.
+    Returns None (and draws nothing) when no dataset has a k sweep (see tables.has_k_sweep).
     """
-    datasets = [d for d in sorted({r["dataset"] for r in rows}) if primary_group(rows, d)]
+    datasets = [d for d in sorted({r["dataset"] for r in rows}) if swept(rows, d)]
     if not datasets:
         return None
     columns = min(3, len(datasets))
@@ -68,6 +69,12 @@ def plot_metric_vs_blocks(rows: list[dict], metric: str, path: Path) -> Path | N
     return path
 
 
+def swept(rows: list[dict], dataset: str) -> bool:
+    """Whether the dataset's primary sweep is a k sweep (not the two paths alone)."""
+    primary = primary_group(rows, dataset)
+    return primary is not None and has_k_sweep(rows, primary)
+
+
 def _legend_order(label: str) -> tuple:
     first = (
         "Shallow to deep",
@@ -83,7 +90,8 @@ def _legend_order(label: str) -> tuple:
 def _panel(ax, rows, dataset, metric) -> dict[str, object]:
     """Draw one dataset; returns the legend entries {label: handle} it used."""
     primary = primary_group(rows, dataset)
-    groups = [g for g in study_groups(rows, dataset) if g.has_pretrained == primary.has_pretrained]
+    groups = [g for g in study_groups(rows, dataset)
+              if g.has_pretrained == primary.has_pretrained and has_k_sweep(rows, g)]
     layout = group_layout(rows, primary)
     legend: dict[str, object] = {}
     for group in sorted(groups, key=lambda g: g != primary):
@@ -197,6 +205,9 @@ def write_vs_blocks(report: Report, out: Path) -> dict[str, Path]:
         path = plot_metric_vs_blocks(report.rows, metric, out / f"{metric}_vs_blocks.png")
         if path:
             written[path.name] = path
-    if not written:
+    if not written and any(primary_group(report.rows, r["dataset"]) for r in report.rows):
+        report.notes.append("No score-vs-blocks figure (Fig. 4): no k sweep in this study (only the contracting "
+                            "and expanding paths ran), so there is nothing to plot against k.")
+    elif not written:
         report.notes.append("No score-vs-blocks figure: no shallow-to-deep / deep-to-shallow runs found.")
     return written

@@ -13,6 +13,7 @@ from unet_transfer.files import atomic_path
 from unet_transfer.metrics import METRICS
 from unet_transfer.report.aggregate import (
     group_layout,
+    group_of,
     group_words,
     path_rows,
     primary_group,
@@ -137,9 +138,18 @@ def paths_table(rows, group, shown, with_references=True) -> list[str]:
     return out + [""]
 
 
+def has_k_sweep(rows, group) -> bool:
+    """Whether a sweep ran a step of k other than the two paths: a study of freeze=contracting,
+    expanding alone has no k sweep, and a table by k (or Fig. 4) of it would be dashes and two points."""
+    return any(r["role"] in SWEPT_DIRECTIONS and r["path_role"] is None and group_of(r) == group for r in rows)
+
+
 def k_table(rows, group, shown, all_k=True) -> list[str]:
     from unet_transfer.report.aggregate import find_row
 
+    if not has_k_sweep(rows, group):
+        return [f"No k sweep in this study ({group_words(group)}): only the contracting and expanding paths ran, "
+                "so there is no table by k and no score-vs-blocks figure (Fig. 4) for it.", ""]
     layout = group_layout(rows, group)
     header = ["k"]
     for direction in SWEPT_DIRECTIONS:
