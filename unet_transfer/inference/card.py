@@ -53,6 +53,11 @@ def software() -> dict:
     return {**versions, "unet-transfer": code_version()["version"], "code_digest": code_version()["code_digest"]}
 
 
+def noise_record(noise: dict | None) -> dict | None:
+    """What choose.noise_rule found, JSON-safe (no NaN p when no test could run)."""
+    return None if noise is None else {**noise, "p": number(noise["p"])}
+
+
 def build_card(study: Path, choice: Choice, final: FinalNetwork, files: dict[str, str], recipe_key: str,
                warnings: list[str]) -> dict:
     row, cfg = choice.chosen.row, final.cfg
@@ -71,7 +76,7 @@ def build_card(study: Path, choice: Choice, final: FinalNetwork, files: dict[str
             "pretrained": cfg.pretrained, "pretrained_sha256": row["runs"][0].get("pretrained_sha256"),
             "seed": cfg.seed, "settings": row["runs"][0].get("settings") or {},
         },
-        "chosen": {"by": choice.how, "metric": choice.metric,
+        "chosen": {"by": choice.how, "metric": choice.metric, "noise": noise_record(choice.noise),
                    "ranking": [{"label": c.label, "mean": c.row["mean"][choice.metric],
                                 "std": number(c.row["std"][choice.metric]), "trainable_parameters": c.parameters,
                                 "folds": c.row["n_folds"], "flag": c.row["flag"]}
@@ -119,6 +124,12 @@ def markdown(card: dict) -> str:
     for entry in card["chosen"]["ranking"]:
         spread = "–" if entry["std"] is None else f"{entry['std']:.4f}"
         lines.append(f"| {entry['label']} {entry['flag']} | {entry['mean']:.4f} ± {spread} | {entry['trainable_parameters']:,} |")
+    if card["chosen"].get("noise"):
+        lines += ["", f"Within the study's noise of the best: {'; '.join(card['chosen']['noise']['within'])}. "
+                  "The rule: a configuration whose "
+                  "mean trails the best by no more than the standard error of their paired fold differences is "
+                  "within the noise, and the one of those that trains the fewest parameters is chosen "
+                  "(`unet-transfer recommend --choose LABEL` trains another)."]
     lines += ["", "## Software", "", *(f"- {name}: {version}" for name, version in card["software"].items())]
     if card["warnings"]:
         lines += ["", "## Warnings", "", *(f"- {warning}" for warning in card["warnings"])]

@@ -4,12 +4,23 @@ By default the best by mean held-out score over folds, exactly as the study's re
 aggregates it (report.collect.find_runs, deduplicate, report.aggregate.summarise), among the
 configurations with all their folds; a tie (the same mean, as equivalent configurations have)
 goes to the one that trains fewer parameters. Or the one the user names: by its label in the
-report (or a unique part of it) or by one of its run folders.
+report (or a unique part of it) or by one of its run folders (--choose overrides every rule).
+
+Not by noise: a configuration is *within the study's noise* of the best when the best's lead
+over it, paired by fold (the mean of best − it over their common folds, at least 2), is no
+larger than the standard error of those fold differences (their sample std / √folds): a
+one-standard-error rule on the paired differences. Among the best and the configurations
+within its noise, the one that trains the fewest parameters is chosen (equal counts: the
+better mean), and the choice says so with the difference, the standard error and the paired
+Wilcoxon p over folds (report.stats.paired_test, as stats.md gives it). The p-value is told,
+not used: with 5 folds it can never fall below 0.0625, so "not significant" would hold for
+every pair.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -18,6 +29,7 @@ from unet_transfer.errors import ConfigError
 from unet_transfer.metrics import METRICS
 from unet_transfer.report.aggregate import summarise
 from unet_transfer.report.collect import deduplicate, find_runs
+from unet_transfer.report.stats import TIE, fold_pairs, format_p, paired_test
 
 
 @dataclass
@@ -37,6 +49,7 @@ class Choice:
     metric: str
     how: str  # why this configuration, in words
     warnings: list[str] = field(default_factory=list)
+    noise: dict | None = None  # when others were within the study's noise of the best: see noise_rule
 
 
 def study_rows(study: Path) -> tuple[list[dict], list[str]]:
@@ -104,6 +117,43 @@ def named(ranking: list[Candidate], pick: str) -> Candidate:
     raise ConfigError(f"--choose {pick!r} {what}: {labels}. Give a label (or a unique part of it) or a run folder.")
 
 
+def lead(best: Candidate, other: Candidate, metric: str) -> tuple[float, float, int] | None:
+    """The best's lead over `other` paired by fold (positive: the best is better) and the standard
+    error of the fold differences; None with fewer than 2 common folds (no noise to measure)."""
+    first, second = fold_pairs(best.row, other.row, metric)
+    sign = 1 if METRICS[metric].higher_is_better else -1
+    differences = [sign * (a - b) for a, b in zip(first, second, strict=True) if not (math.isnan(a) or math.isnan(b))]
+    if len(differences) < 2:
+        return None
+    return statistics.fmean(differences), statistics.stdev(differences) / math.sqrt(len(differences)), len(differences)
+
+
+def noise_rule(pool: list[Candidate], metric: str) -> tuple[Candidate, dict | None]:
+    """The cheapest of the best and the configurations within its noise (pool: best first), and
+    what the card tells about it (None when no other configuration was within the noise)."""
+    best = pool[0]
+    within = [(other, measured) for other in pool[1:]
+              if (measured := lead(best, other, metric)) is not None and measured[0] <= measured[1] + TIE]
+    if not within:
+        return best, None
+    group = [best, *(other for other, _ in within)]
+    chosen = group[min(range(len(group)), key=lambda i: (group[i].parameters, i))]
+    far, (difference, error, folds) = next(((c, m) for c, m in within if c is chosen), None) or \
+        max(within, key=lambda item: item[1][0])  # the chosen one, or (the best chosen) the farthest
+    p = paired_test(*fold_pairs(best.row, far.row, metric))["p"]
+    top = all(a is b for a, b in zip(group, pool, strict=False))
+    who = f"the top {len(group)}" if top else f"{len(group)} configurations, the best among them,"
+    told = (f"{who} were within the study's noise (difference {difference:.4f}, "
+            f"paired p={format_p(p)} over {folds} folds; standard error of the fold differences {error:.4f})")
+    if chosen is best:
+        note = f"{told}: the best also trains the fewest parameters of them"
+    else:
+        note = (f"{told}: chose the cheapest, {chosen.label}, which trains {chosen.parameters:,} parameters "
+                f"against {best.parameters:,}")
+    return chosen, {"within": [c.label for c in group], "best": best.label, "compared_with": far.label,
+                    "difference": difference, "standard_error": error, "p": p, "folds": folds, "note": note}
+
+
 def choose(rows: list[dict], metric: str = "dice", dataset: str | None = None, pick: str | None = None) -> Choice:
     if metric not in METRICS:
         raise ConfigError(f"--metric {metric!r}: choose one of {list(METRICS)}.")
@@ -119,14 +169,17 @@ def choose(rows: list[dict], metric: str = "dice", dataset: str | None = None, p
     if pick is not None:
         return Choice(named(ranking, pick), ranking, metric, f"named by the user (--choose {pick!r})")
     complete = [c for c in ranking if c.row["complete"]]
-    chosen = (complete or ranking)[0]
-    how = (f"the best mean held-out {label} over folds of {len(complete or ranking)} configurations "
-           "(ties: fewer trainable parameters)")
+    pool = complete or ranking
+    chosen, noise = noise_rule(pool, metric)
+    how = (f"the best mean held-out {label} over folds of {len(pool)} configurations "
+           "(ties and differences within the study's noise: fewer trainable parameters)")
+    if noise is not None:
+        how += f"; {noise['note']}"
     warnings = []
-    skipped = ranking[:ranking.index(chosen)]
+    skipped = ranking[:ranking.index(pool[0])]
     if skipped:
         warnings.append(f"{len(skipped)} configuration(s) with missing folds scored higher and were passed over "
                         f"(first: {skipped[0].label}, {skipped[0].row['flag']})")
     if not complete:
         warnings.append("no configuration has all its folds; the best of the incomplete ones was taken")
-    return Choice(chosen, ranking, metric, how, warnings)
+    return Choice(chosen, ranking, metric, how, warnings, noise)

@@ -205,7 +205,7 @@ def write_vs_blocks(report: Report, out: Path) -> dict[str, Path]:
         path = plot_metric_vs_blocks(report.rows, metric, out / f"{metric}_vs_blocks.png")
         if path:
             written[path.name] = path
-    if not written and any(primary_group(report.rows, r["dataset"]) for r in report.rows):
+    if not written and any(primary_group(report.rows, d) for d in {r["dataset"] for r in report.rows}):
         report.notes.append("No score-vs-blocks figure (Fig. 4): no k sweep in this study (only the contracting "
                             "and expanding paths ran), so there is nothing to plot against k.")
     elif not written:
