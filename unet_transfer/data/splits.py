@@ -2,7 +2,8 @@
 
 Folds depend only on the sorted sample ids, their classes, the number of folds and the split
 seed, never on the training seed, so every run of a study (and every machine) sees the same
-held-out sets. A damaged splits.json is kept aside and its folds are dealt again from the
+held-out sets. A damaged splits.json (unreadable, or readable with the wrong shape: other fold
+counts, an id in two folds, folds not covering the ids) is kept aside and its folds are dealt again from the
 seed: the same folds, since they are a pure function of those inputs (`KFOLD_VERSION` names
 the dealing rule; runs record a digest of their held-out ids and the report checks that every
 run of a study used the same folds).
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,9 +67,12 @@ def read_stored(path: Path) -> dict:
         return {}
     try:
         stored = json.loads(path.read_text())
-        if not isinstance(stored, dict) or not all(isinstance(e, dict) and "held_out" in e and "ids" in e
-                                                    for e in stored.values()):
+        if not isinstance(stored, dict):
             raise ValueError("not the layout splits.json is written in")
+        for name, entry in stored.items():
+            problem = entry_problem(name, entry)
+            if problem:
+                raise ValueError(f"entry {name!r}: {problem}")
         return stored
     except (OSError, ValueError) as error:
         kept = path.with_name(path.name + ".damaged")
@@ -75,6 +80,29 @@ def read_stored(path: Path) -> dict:
         log.warning("%s is damaged (%s): kept as %s; the folds are dealt again from the split seed, the same "
                     "folds (the report checks every run used the same held-out ids)", path, error, kept.name)
         return {}
+
+
+def entry_problem(name: str, entry) -> str | None:
+    """What makes a splits.json entry unusable, or None. Valid JSON is not enough: a hand-edited or
+    foreign entry with fewer folds, an id in two folds or a fold missing ids would silently give
+    the runs a wrong cross-validation, so it is checked like a truncated file."""
+    if not isinstance(entry, dict) or not {"ids", "held_out", "folds"} <= entry.keys():
+        return "not a dict with ids, folds and held_out"
+    ids, held_out, folds = entry["ids"], entry["held_out"], entry["folds"]
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
+        return "ids is not a list of distinct names"
+    if not isinstance(held_out, list) or not all(isinstance(f, list) and all(isinstance(i, str) for i in f)
+                                                 for f in held_out):
+        return "held_out is not a list of folds, each a list of ids"
+    named = re.fullmatch(r"(\d+)-fold seed -?\d+", name)
+    if named is None or int(named.group(1)) != folds or len(held_out) != folds:
+        return f"{len(held_out)} folds, not the {named.group(1) if named else '?'} its name says"
+    flat = [i for fold in held_out for i in fold]
+    if len(flat) != len(set(flat)):
+        return "an id is held out in more than one fold"
+    if set(flat) != set(ids):
+        return "the held-out ids are not exactly the entry's ids"
+    return None
 
 
 def check_fold(fold: int, folds: int) -> None:
