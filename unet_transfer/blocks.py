@@ -1,20 +1,28 @@
-"""The U-Net's blocks: the one vocabulary that freezing, analysis and reports speak.
+"""The blocks of an encoder-decoder network: the one vocabulary that freezing, analysis and
+reports speak.
 
-Blocks are numbered by depth, the longest path from the input (docs/study.md): for 4 levels,
-1 = enc1 (shallowest) ... 4 = enc4, 5 = bottleneck, 6 = dec4 ... 9 = dec1 with the output
-head (deepest). Every count, range and name of blocks anywhere in the project comes from
-here; a test fails if block arithmetic appears in another module.
+A network is an ordered list of blocks from the input to the output (`BlockSpec`: a name, a
+role and a depth tier); every count, range and name of blocks anywhere in the project comes
+from here, and a test fails if block arithmetic appears in another module. The paper's U-Net
+with L levels is one such list, built from `levels` alone: for 4 levels, 1 = enc1 (shallowest)
+... 4 = enc4, 5 = bottleneck, 6 = dec4 ... 9 = dec1 with the output head (deepest), as in
+docs/study.md. Any other network's list comes from its adapter (unet_transfer/networks/): for
+example stem, layer1..layer4, decoder0..decoder4, head for MONAI's FlexibleUNet on a ResNet.
 
-Depth has two definitions (`depth=`). "longest" (the paper's) orders the 9 blocks one by
-one along the longest path. "shortest" measures the shortest path from the input, through
-the skip connections, so dec_i is as shallow as enc_i: the blocks form 5 tiers, {enc1, dec1},
+Roles: "encoder" and "bottleneck" blocks form the paper's contracting path, "decoder" and
+"head" blocks its expanding path; they appear in that order along the list.
+
+Depth has two definitions (`depth=`). "longest" (the paper's) orders the blocks one by one as
+listed, along the longest path. "shortest" measures the shortest path from the input through
+the skip connections: a decoder block is as shallow as the encoder block whose skip it joins
+(each block's `tier`). For the paper's U-Net the 9 blocks form 5 tiers, {enc1, dec1},
 {enc2, dec2}, ..., {bottleneck}, and the k sweep adds a tier at a time (k = 1..5).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from unet_transfer.errors import ConfigError
 
@@ -24,19 +32,106 @@ SWEPT_DIRECTIONS = ("shallow_to_deep", "deep_to_shallow")  # the two directions 
 DIRECTION_TITLES = {"shallow_to_deep": "Shallow to deep", "deep_to_shallow": "Deep to shallow"}
 DIRECTION_SHORT = {"shallow_to_deep": "S→D", "deep_to_shallow": "D→S"}
 PATHS = ("contracting", "expanding")
+ROLES = ("encoder", "bottleneck", "decoder", "head")  # in the order they appear from input to output
+PATH_ROLES = {"contracting": ("encoder", "bottleneck"), "expanding": ("decoder", "head")}
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One block of a network: its name (after the network's own modules), its role, and its
+    tier: the depth along the shortest path from the input (1 = shallowest), so a decoder block
+    has the tier of the encoder block whose skip it joins."""
+
+    name: str
+    role: str
+    tier: int
+
+
+def unet_specs(levels: int) -> tuple[BlockSpec, ...]:
+    """The paper's U-Net with `levels` pooling steps: enc1..encL, bottleneck, decL..dec1 (dec1
+    carries the output head), dec_i as shallow as enc_i."""
+    encoders = tuple(BlockSpec(f"enc{i}", "encoder", i) for i in range(1, levels + 1))
+    decoders = tuple(BlockSpec(f"dec{i}", "decoder", i) for i in range(levels, 0, -1))
+    return (*encoders, BlockSpec("bottleneck", "bottleneck", levels + 1), *decoders)
+
+
+def check_specs(specs: Sequence[BlockSpec]) -> None:
+    """A usable block list: unique names, known roles in input-to-output order (so that each
+    path is one run of blocks), tiers 1..T with none missing."""
+    names = [spec.name for spec in specs]
+    problem = None
+    if not specs:
+        problem = "it lists no blocks"
+    elif len(set(names)) != len(names):
+        problem = f"block names repeat: {sorted({n for n in names if names.count(n) > 1})}"
+    elif any(spec.role not in ROLES for spec in specs):
+        problem = f"unknown role(s) {sorted({s.role for s in specs} - set(ROLES))}; use {list(ROLES)}"
+    elif [ROLES.index(s.role) for s in specs] != sorted(ROLES.index(s.role) for s in specs):
+        problem = f"roles {[s.role for s in specs]} are not in the order {list(ROLES)} from input to output"
+    elif not all(any(s.role in PATH_ROLES[path] for s in specs) for path in PATHS):
+        problem = "it needs at least one contracting (encoder/bottleneck) and one expanding (decoder/head) block"
+    elif any(isinstance(s.tier, bool) or not isinstance(s.tier, int) for s in specs) or \
+            sorted({s.tier for s in specs}) != list(range(1, max(s.tier for s in specs) + 1)):
+        problem = f"tiers {[s.tier for s in specs]} are not the integers 1..T with none missing"
+    if problem:
+        raise ConfigError(f"The network's block list {names} is not usable: {problem}.")
 
 
 @dataclass(frozen=True)
 class Blocks:
-    """The blocks of a U-Net with `levels` pooling steps (4 in the paper: 9 blocks), and the
-    depth order the k sweep follows."""
+    """The blocks of a network, and the depth order the k sweep follows.
+
+    `Blocks(levels)` is the paper's U-Net with `levels` pooling steps (4 in the paper: 9
+    blocks); `Blocks.listed(specs)` is any network's own list (`specs` replaces the layout
+    derived from `levels`, which then counts the list's encoder blocks). `network` names the
+    network in report sentences and takes no part in comparisons.
+    """
 
     levels: int = 4
     depth: str = "longest"
+    specs: tuple[BlockSpec, ...] | None = field(default=None, repr=False)
+    network: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self):
         if self.depth not in DEPTHS:
             raise ConfigError(f"depth={self.depth!r} is not known; use one of {list(DEPTHS)}.")
+        if self.specs is None:
+            object.__setattr__(self, "specs", unet_specs(int(self.levels)))
+        else:
+            specs = tuple(BlockSpec(str(s.name), str(s.role), s.tier) for s in self.specs)
+            check_specs(specs)
+            object.__setattr__(self, "specs", specs)
+            object.__setattr__(self, "levels", sum(s.role == "encoder" for s in specs))
+
+    @classmethod
+    def listed(cls, specs: Iterable[BlockSpec], depth: str | None = None, network: str = "") -> Blocks:
+        """A network's own block list, from input to output (what an adapter's block map gives)."""
+        return cls(depth=depth or "longest", specs=tuple(specs), network=network)
+
+    @classmethod
+    def named(cls, names: Sequence[str], roles: Sequence[str], tiers: Sequence[int], depth: str | None = None,
+              network: str = "") -> Blocks:
+        """From the block names, roles and tiers a run recorded (`record()`), so a report never
+        has to infer a network's blocks."""
+        if not len(names) == len(roles) == len(tiers):
+            raise ConfigError(f"recorded blocks have {len(names)} names, {len(roles)} roles and {len(tiers)} tiers; "
+                              "they must be as many.")
+        return cls.listed((BlockSpec(n, r, int(t)) for n, r, t in zip(names, roles, tiers, strict=True)), depth,
+                          network)
+
+    @classmethod
+    def recorded(cls, record: dict, depth: str | None = None) -> Blocks:
+        """The inverse of `record()`."""
+        return cls.named(record["names"], record["roles"], record["tiers"], depth, record.get("network", ""))
+
+    def record(self) -> dict:
+        """The block list as plain JSON-ready lists (for metrics.json)."""
+        return {"network": self.network, "names": list(self.names), "roles": list(self.roles),
+                "tiers": [spec.tier for spec in self.specs]}
+
+    def with_depth(self, depth: str | None) -> Blocks:
+        """The same blocks under another depth definition."""
+        return replace(self, depth=depth or "longest")
 
     @classmethod
     def of(cls, model_settings, depth: str | None = None) -> Blocks:
@@ -50,7 +145,7 @@ class Blocks:
 
     @property
     def n(self) -> int:
-        return 2 * self.levels + 1
+        return len(self.specs)
 
     @property
     def numbers(self) -> tuple[int, ...]:
@@ -58,30 +153,34 @@ class Blocks:
 
     @property
     def names(self) -> tuple[str, ...]:
-        """enc1..encL, bottleneck, decL..dec1, in depth order."""
-        encoders = tuple(f"enc{i}" for i in range(1, self.levels + 1))
-        decoders = tuple(f"dec{i}" for i in range(self.levels, 0, -1))
-        return (*encoders, "bottleneck", *decoders)
+        """From input to output (the paper's U-Net: enc1..encL, bottleneck, decL..dec1)."""
+        return tuple(spec.name for spec in self.specs)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(spec.role for spec in self.specs)
 
     def name(self, number: int) -> str:
         return self.names[number - 1]
 
     @property
     def contracting(self) -> tuple[int, ...]:
-        """The encoders and the bottleneck: the paper's "contracting path"."""
-        return self.numbers[: self.levels + 1]
+        """The encoder blocks and the bottleneck: the paper's "contracting path"."""
+        return tuple(b for b, spec in zip(self.numbers, self.specs, strict=True) if spec.role in PATH_ROLES["contracting"])
 
     @property
     def expanding(self) -> tuple[int, ...]:
-        """The decoders (the deepest with the output head): the paper's "expanding path"."""
-        return self.numbers[self.levels + 1:]
+        """The decoder blocks and the head (in the paper's U-Net, the deepest decoder carries
+        the output head): the paper's "expanding path"."""
+        return tuple(b for b, spec in zip(self.numbers, self.specs, strict=True) if spec.role in PATH_ROLES["expanding"])
 
     @property
     def tiers(self) -> tuple[tuple[int, ...], ...]:
         """The blocks from the shallowest to the deepest, grouped by equal depth."""
         if self.depth == "longest":
             return tuple((b,) for b in self.numbers)
-        return (*((b, self.n + 1 - b) for b in self.numbers[: self.levels]), (self.levels + 1,))
+        return tuple(tuple(b for b, spec in zip(self.numbers, self.specs, strict=True) if spec.tier == tier)
+                     for tier in sorted({spec.tier for spec in self.specs}))
 
     @property
     def k_range(self) -> tuple[int, ...]:
@@ -136,11 +235,18 @@ class Blocks:
         """What k counts, for axis labels and table titles."""
         return "blocks" if self.depth == "longest" else "depth tiers (shortest path)"
 
+    @property
+    def described(self) -> str:
+        """The network in words: its name, or the paper's U-Net by its levels."""
+        if self.network:
+            return self.network
+        return f"the {self.levels}-level U-Net" if self.specs == unet_specs(self.levels) else "this network"
+
     def legend(self) -> str:
         """One sentence for reports: how blocks are numbered and what the paths are."""
         text = (f"Blocks are numbered 1 ({self.names[0]}, shallowest) to {self.n} ({self.names[-1]}, deepest); "
                 f"contracting path = blocks {span(self.contracting)}, expanding path = blocks {span(self.expanding)} "
-                f"(for the {self.levels}-level U-Net).")
+                f"(for {self.described}).")
         if self.depth == "shortest":
             text += (" With depth=shortest, k counts depth tiers by the shortest path from the input: "
                      + ", ".join(f"{k}: blocks {span(t)}" for k, t in zip(self.k_range, self.tiers, strict=True)) + ".")
