@@ -5,6 +5,8 @@
 """
 
 from unet_transfer.cli import train_main
+from unet_transfer.errors import stop_cleanly
 
 if __name__ == "__main__":
-    train_main()
+    with stop_cleanly():  # Ctrl-C: one line, exit code 130
+        train_main()

@@ -24,6 +24,7 @@ import warnings
 import hydra
 
 from unet_transfer.config import CONF_DIR, register_resolvers
+from unet_transfer.errors import stop_cleanly
 
 # name -> (module with main(argv), one line of help); `train` is Hydra's own command line.
 COMMANDS = {
@@ -66,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"unet-transfer: unknown command {command!r}.\n\n{usage()}", file=sys.stderr)
         return 2
-    if command == "train":
-        sys.argv = ["unet-transfer train", *rest]
-        train_main()
-        return 0
-    module = importlib.import_module(COMMANDS[command][0])
-    return int(module.main(rest) or 0)
+    with stop_cleanly():  # Ctrl-C: one line, exit code 130
+        if command == "train":
+            sys.argv = ["unet-transfer train", *rest]
+            train_main()
+            return 0
+        module = importlib.import_module(COMMANDS[command][0])
+        return int(module.main(rest) or 0)

@@ -1,0 +1,163 @@
+"""How commands behave as processes: Ctrl-C stops them cleanly (one line, exit code 130, no
+process left behind), single-process commands choose their threads from the free cores, and
+long commands say what they are doing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SYNTHETIC, TINY
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` now (from /proc: psutil may be missing)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent to read its exit status has ended)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_ctrl_c_stops_a_parallel_sweep_with_one_line_exit_130_and_no_process_left(tmp_path):
+    command = [sys.executable, "-m", "unet_transfer", "train", "-m", *TINY, *SYNTHETIC, "trainer.max_epochs=5000",
+               "study=interrupted", "freeze=shallow_to_deep", "k=1,9", "hydra/launcher=parallel",
+               "hydra.launcher.n_jobs=2", f"paths.cache_dir={tmp_path / 'cache'}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("UNET_TRANSFER_RUN_TOKEN", None)
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    sweep, seen = tmp_path / "multirun" / "interrupted", set()
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and process.poll() is None:  # until both runs train
+            seen |= descendants(process.pid)
+            logs = [p.read_text() for p in sweep.rglob("train.log")]
+            if len(logs) == 2 and all("trains blocks" in text for text in logs):
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the sweep ended before it was interrupted"
+        time.sleep(1.0)
+        seen |= descendants(process.pid)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, (out + err)[-3000:]
+    assert "Traceback" not in err and "Traceback" not in out, err[-3000:]
+    assert "Interrupted: " in err and "run the same command again to resume" in err
+    assert len(seen) >= 2  # the joblib workers (and loky's resource tracker)
+    deadline = time.time() + 15
+    while any(alive(pid) for pid in seen) and time.time() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in seen if alive(pid)]
+    assert not left, [(Path("/proc") / str(pid) / "cmdline").read_bytes()[:200] for pid in left]
+    assert not list(sweep.rglob("metrics.json"))  # no unfinished run looks finished
+
+
+def test_ctrl_c_stops_a_single_run_inside_lightning_with_one_line_exit_130(tmp_path):
+    """Lightning catches Ctrl-C in fit and exits with 1 after its own line: still 130, our line."""
+    command = [sys.executable, "-m", "unet_transfer", "train", *TINY, *SYNTHETIC, "trainer.max_epochs=5000",
+               f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "run" / "train.log"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and process.poll() is None:
+            if log.is_file() and "trains blocks" in log.read_text():
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the run ended before it was interrupted"
+        time.sleep(1.0)
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, (out + err)[-3000:]
+    assert "Traceback" not in err + out and "Detected KeyboardInterrupt" not in err + out, err[-3000:]
+    assert err.count("Interrupted: ") == 1
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_ctrl_c_in_a_command_is_one_line_and_exit_code_130(capsys):
+    from unet_transfer.errors import INTERRUPTED, stop_cleanly
+
+    with pytest.raises(SystemExit) as stopped, stop_cleanly():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the signal arrives first
+    assert stopped.value.code == 130 and capsys.readouterr().err == INTERRUPTED + "\n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # pytest's handler is back
+
+
+def test_lightning_s_exit_after_ctrl_c_is_the_interrupt_and_other_exits_pass(capsys):
+    from unet_transfer.errors import stop_cleanly
+
+    with pytest.raises(SystemExit) as stopped, stop_cleanly():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            sys.exit(1)  # what Lightning's fit does on Ctrl-C
+    assert stopped.value.code == 130 and "Interrupted: " in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped, stop_cleanly():
+        sys.exit(2)  # a user error's exit code, no Ctrl-C
+    assert stopped.value.code == 2 and capsys.readouterr().err == ""
+
+
+def test_a_child_command_leaves_the_line_to_the_command_above_it(capsys):
+    """A study's sweep runs as a child process: it stops quietly with 130, and the study says it once."""
+    from unet_transfer.errors import run_child, stop_cleanly
+
+    child = "from unet_transfer.errors import stop_cleanly\nwith stop_cleanly():\n    raise KeyboardInterrupt"
+    with pytest.raises(SystemExit) as stopped, stop_cleanly():
+        run_child([sys.executable, "-c", child], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err.count("Interrupted: ") == 1  # the child (its stderr is ours) said nothing
+    assert run_child([sys.executable, "-c", "raise SystemExit(3)"]) == 3
+
+
+def test_sweep_workers_ignore_ctrl_c_and_are_killed_when_the_sweep_stops():
+    from joblib import Parallel, delayed
+
+    from hydra_plugins.unet_transfer.parallel import IGNORE_CTRL_C, stop_workers
+
+    def handler_and_pid(_):
+        return signal.getsignal(signal.SIGINT) == signal.SIG_IGN, os.getpid()
+
+    found = Parallel(n_jobs=2, backend="loky", initializer=IGNORE_CTRL_C)(delayed(handler_and_pid)(i) for i in range(4))
+    assert all(ignored for ignored, _ in found)
+    workers = {pid for _, pid in found}
+    assert workers and all(alive(pid) for pid in workers)
+    stop_workers()
+    deadline = time.time() + 10
+    while any(alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
