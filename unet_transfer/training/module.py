@@ -1,5 +1,10 @@
 """The LightningModule: binary cross-entropy on logits for training, the paper's per-image
-metrics on the held-out fold with the final weights."""
+metrics on the held-out fold with the final weights.
+
+A diverged run is never a result: a training loss that becomes nan or inf, or weights that end
+non-finite, stop the run with DivergedError (one line, no metrics.json). The loss is watched on
+the device (a flag per step, read once per epoch), so a GPU never waits for it step by step.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,14 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from unet_transfer.errors import UserError
 from unet_transfer.finetune.base import Method
 from unet_transfer.metrics import METRICS, THRESHOLD, per_image_scores
 from unet_transfer.model import UNet
+
+
+class DivergedError(UserError):
+    """Training went non-finite: whatever the run would score is no result."""
 
 
 class SegmentationModule(pl.LightningModule):
@@ -51,6 +61,7 @@ class SegmentationModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._loss_sum, self._loss_images = torch.zeros((), device=self.device), 0
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)  # step, -1: none
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self._loss(batch)
@@ -61,14 +72,41 @@ class SegmentationModule(pl.LightningModule):
         # self.log costs ~0.7 ms, 5% of a demo-size step: the epoch mean is summed here instead,
         # and the step loss is logged only on the steps the loggers write (log_every_n_steps).
         self._loss_sum += loss.detach() * n
+        self._note_non_finite(loss.detach())
         self._loss_images += n
         if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
             self.log("train/loss_step", loss, prog_bar=True, batch_size=n)
         return loss
 
+    def _note_non_finite(self, loss: torch.Tensor) -> None:
+        """Remember the first step whose loss is nan or inf, on the device: no sync per step."""
+        first = (~torch.isfinite(loss)) & (self._first_bad < 0)
+        self._first_bad = torch.where(first, self.global_step, self._first_bad)
+
+    def _stop_if_diverged(self) -> None:
+        """One read of the flag (once per epoch); the weights too once training is over."""
+        step = int(self._first_bad) if hasattr(self, "_first_bad") else -1
+        if step >= 0:
+            loss = "nan" if torch.isnan(self._loss_sum) else "inf"
+            raise DivergedError(f"Run diverged: the training loss became {loss} at epoch {self.current_epoch + 1}, "
+                                f"step {step + 1}{self._lr_hint()}; no result written.")
+
+    def _lr_hint(self) -> str:
+        lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        return "" if lr is None else f" (optimizer.lr={lr:g} is probably too high)"
+
     def on_train_epoch_end(self) -> None:
+        self._stop_if_diverged()
         if self._loss_images:
             self.log("train/loss_epoch", self._loss_sum / self._loss_images, prog_bar=True)
+
+    def on_train_end(self) -> None:
+        self._stop_if_diverged()  # also when training stopped within an epoch (max_steps)
+        if not self.global_step:  # nothing trained: the weights are the start's (checked when loaded)
+            return
+        if not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all():
+            raise DivergedError("Run diverged: the weights hold nan or inf after training, though every training "
+                                f"loss was finite{self._lr_hint()}; no result written.")
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, logits = self._loss(batch)
