@@ -2,7 +2,10 @@
 settings that vary within the sweep (`fold=3,freeze=shallow_to_deep,k=2`, in key order), and
 the settings fixed for the whole sweep name one folder above the runs (`multirun/<study>/
 <fixed settings>/<run>`), recorded with the sweep's `multirun.yaml`. Settings that cannot change
-a result (paths, logging, speed; unet_transfer.training.identity) name nothing.
+a result (paths, logging, speed; unet_transfer.training.identity) name nothing, except where the
+data is read from (`dataset.root`, `paths.data_dir`): runs on other data are other runs, so the
+folder names it, as its last part and a hash of the absolute path (`dataset.root=busi-1a2b3c4d`).
+Two sweeps that differ only in a fixed data folder thus never share (or set aside) run folders.
 
 It also starts the sweep's progress count (unet_transfer.study.progress) and removes it when
 the sweep ends, and checks a sweep's overrides by composing a few of its jobs, not all: one
@@ -25,16 +28,29 @@ log = logging.getLogger("unet_transfer.sweep")
 NEVER_NAMES = ("experiment", "study")  # they name the study folder itself
 
 
+DATA_PATHS = ("dataset.root", "paths.data_dir")  # not settings (the content is), yet other data
+
+
 def names_folders(key: str) -> bool:
     from unet_transfer.training.identity import is_setting
 
-    return key not in NEVER_NAMES and is_setting(key)
+    return key in DATA_PATHS or (key not in NEVER_NAMES and is_setting(key))
+
+
+def data_folder_words(path: str) -> str:
+    """/data/studies/busi -> 'busi-1a2b3c4d': short, and two folders of one name stay apart."""
+    import hashlib
+    import os
+
+    absolute = os.path.abspath(os.path.expanduser(str(path)))
+    return f"{os.path.basename(absolute.rstrip(os.sep)) or 'root'}-{hashlib.sha256(absolute.encode()).hexdigest()[:8]}"
 
 
 def folder_name(pairs: Sequence[tuple[str, str]], empty: str) -> str:
     from unet_transfer.config import path_safe
 
-    return path_safe(",".join(f"{key}={value}" for key, value in sorted(pairs))) if pairs else empty
+    words = [f"{key}={data_folder_words(value) if key in DATA_PATHS else value}" for key, value in sorted(pairs)]
+    return path_safe(",".join(words)) if pairs else empty
 
 
 def quoted(key: str, value: str) -> str:

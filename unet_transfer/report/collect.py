@@ -8,7 +8,9 @@ loaded or located when present. Folders that look like runs (a Hydra `.hydra` fo
 A configuration is what the paper's tables call one (dataset, role, k, blocks, pretrained or
 not, epochs) plus its `variant`: every other recorded setting (metrics.json `settings`) whose
 value differs among the dataset's runs. So a sweep over a setting the report has never heard
-of (`optimizer.lr=1e-4,1e-3`, a new config group) gives separate rows, labelled by it.
+of (`optimizer.lr=1e-4,1e-3`, a new config group) gives separate rows, labelled by it. Runs on
+other data (`settings.data`, the content digest) are other rows too, labelled
+`data=<name>-<digest8>` unless another setting already tells them apart.
 
 Every run dict carries the keys of its metrics.json plus:
 
@@ -120,7 +122,20 @@ def variant_settings(runs: list[dict]) -> dict[tuple, set]:
         varying[dataset] = {key for key in keys
                             if len({_hashable(run["settings"].get(key)) for run in group
                                     if key != "pretrained" or run["has_pretrained"]}) > 1}
+        if "data" in varying[dataset] and not data_tells_apart(group, varying[dataset] - {"data"}):
+            varying[dataset].discard("data")
     return varying
+
+
+def data_tells_apart(group: list[dict], others: set) -> bool:
+    """Whether runs alike in every other varying setting read different data (`data`: the
+    content digest). When another setting already says it (dataset.image_size, a simulator's
+    n_images), the rows need no digest in their labels."""
+    seen: dict[tuple, set] = defaultdict(set)
+    for run in group:
+        alike = tuple(_hashable(run["settings"].get(key)) for key in sorted(others))
+        seen[alike].add(run["settings"].get("data"))
+    return any(len(digests) > 1 for digests in seen.values())
 
 
 def assign_keys(runs: list[dict]) -> None:
@@ -151,6 +166,57 @@ def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ints(value) -> bool:
+    return isinstance(value, list) and all(_int(item) for item in value)
+
+
+def _of(kind):
+    return lambda value: isinstance(value, kind)
+
+
+def _phase(value) -> bool:
+    return isinstance(value, dict) and _int(value.get("epoch")) and _ints(value.get("trainable"))
+
+
+# The shape of the fields the report reads (besides the numbers of REQUIRED): a metrics.json
+# where one is of another type (edited by hand, written by another tool) is damaged, not a run.
+SHAPES = {
+    "dataset": (_of(str), "a string"),
+    "direction": (_of(str), "a string"),
+}
+OPTIONAL_SHAPES = {  # absent or null is fine: runs of older versions record fewer fields
+    "settings": (_of(dict), "an object of settings"),
+    "dataset_settings": (_of(dict), "an object"),
+    "phases": (lambda v: isinstance(v, list) and all(_phase(p) for p in v), "a list of {epoch, trainable} objects"),
+    "trainable_blocks": (_ints, "a list of block numbers"),
+    "n_blocks": (_int, "an integer"),
+    "folds": (_int, "an integer"),
+    "seed": (_int, "an integer"),
+    "split_seed": (_int, "an integer"),
+    "method": (_of(str), "a string"),
+    "depth": (_of(str), "a string"),
+    "cache": (_of(str), "a string"),
+    "folds_digest": (_of(str), "a string"),
+    "warnings": (lambda v: isinstance(v, list) and all(isinstance(w, str) for w in v), "a list of strings"),
+    **{name: (_of(dict), "an object") for name in ("validation", "block_change", "block_cka", "block_grad_norm")},
+}
+
+
+def shape_problem(metrics: dict) -> str | None:
+    """What in a metrics.json is not of the type a run writes, in words; None when all is."""
+    for key, (fits, words) in {**SHAPES, **OPTIONAL_SHAPES}.items():
+        value = metrics.get(key)
+        if (key in SHAPES or value is not None) and not fits(value):
+            shown = repr(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            return f"{key} is {shown}, not {words}"
+    return None
+
+
 def load_run(folder: Path, root: Path) -> tuple[dict | None, list[str]]:
     """The run in `folder` as a dict, or None and the reasons it could not be read."""
     metrics_path = folder / "metrics.json"
@@ -168,6 +234,9 @@ def load_run(folder: Path, root: Path) -> tuple[dict | None, list[str]]:
         return None, [
             f"{metrics_path}: {bad} not numbers ({[metrics[b] for b in bad]}); run ignored"
         ]
+    wrong = shape_problem(metrics)
+    if wrong:
+        return None, [f"{metrics_path}: {wrong}; run ignored"]
     problems: list[str] = []
     run = dict(metrics)
     run["direction"] = canonical_direction(str(metrics["direction"]))
@@ -264,8 +333,15 @@ def run_path(run: dict) -> str | None:
 
 def variant_words(variant: tuple, method: str = "freeze") -> str:
     """(('optimizer.lr', 0.001),) -> 'optimizer.lr=0.001'; a method other than freeze first."""
-    words = [f"{key.removeprefix('finetune.')}={value}" for key, value in variant if value is not None]
+    words = [f"{key.removeprefix('finetune.')}={short_data(value) if key == 'data' else value}"
+             for key, value in variant if value is not None]
     return ", ".join([method] * (method != "freeze") + words)
+
+
+def short_data(entry) -> str:
+    """'folder-1a2b3c4d5e6f7a8b' (a cache entry: dataset name, content digest) -> 'folder-1a2b3c4d'."""
+    name, _, digest = str(entry).rpartition("-")
+    return f"{name}-{digest[:8]}" if name else str(entry)
 
 
 def describe_key(key: ConfigKey) -> str:

@@ -6,7 +6,10 @@ logging, speed). So a new config group, a new optimiser option or a setting the 
 never heard of separates runs and report rows by itself.
 
 - `settings` (recorded in metrics.json) is what the report groups by: every such setting
-  except fold and seed (a configuration's folds and retrainings), flattened to dotted keys.
+  except fold and seed (a configuration's folds and retrainings), flattened to dotted keys,
+  plus `data`: the data's content digest (its cache entry's name, e.g. `folder-1a2b...`).
+  The data folder's path (`dataset.root`) is not a setting, its content is: runs on other data
+  are other runs and other report rows, while a copied or moved folder is the same data.
 - the run identity (`run_key`) adds fold, seed, which blocks train in which epochs, the
   data's content digest, the pretrained checkpoint's digest and the code version: two runs
   with the same key produce the same numbers, so a finished one may stand for the other.
@@ -58,8 +61,9 @@ def flatten(value, prefix: str = "") -> dict:
     return {prefix[:-1]: value}
 
 
-def run_settings(cfg: DictConfig) -> dict:
-    """Every setting of the run that can change its numbers, by dotted key (sorted)."""
+def run_settings(cfg: DictConfig, data: str | None = None) -> dict:
+    """Every setting of the run that can change its numbers, by dotted key (sorted), and the
+    data's content digest (`data`: the cache entry's name) when given."""
     found: dict = {}
     for key in cfg:
         if _excluded(str(key)):
@@ -67,6 +71,8 @@ def run_settings(cfg: DictConfig) -> dict:
         node = cfg[key]
         value = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig) else node
         found.update(flatten(value, f"{key}."))
+    if data is not None:
+        found["data"] = data
     return {key: found[key] for key in sorted(found) if not _excluded(key)}
 
 

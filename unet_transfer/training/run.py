@@ -72,7 +72,7 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     if cfg.pretrained:
         ensure_pretrained(cfg)
     weights = pretrained_digest(cfg)  # hashed once: a paper-size checkpoint is 124 MB
-    settings = run_settings(cfg)
+    settings = run_settings(cfg, data=cache_folder.name)  # the data's content is part of what a run is
     key = run_key(settings, fold=cfg.fold, seed=cfg.seed, phases=phases, data=cache_folder.name, weights=weights)
     return RunPlan(layout, phases, source, cache_folder, weights, settings, key)
 
@@ -147,18 +147,26 @@ def what_changed(finished: dict, plan: RunPlan) -> str:
     """Why a finished run's result is not this run's, in words."""
     if "run_key" not in finished:
         return "it was made by a version that recorded no run identity"
-    reasons = [f"the code changed ({finished.get('version')} -> {code_version()['version']})"
-               for key in ("version", "code_digest") if finished.get(key) != code_version()[key]][:1]
+    reasons = [code_change(finished)] if any(finished.get(key) != value for key, value in code_version().items()) else []
     if finished.get("pretrained_sha256") != plan.weights:
         reasons.append("its pretrained checkpoint has changed since it ran")
     if Path(str(finished.get("cache", ""))).name != plan.cache_folder.name:
         reasons.append("the data changed")
     before = finished.get("settings") or {}
-    changed = sorted(k for k in set(before) | set(plan.settings) if before.get(k) != plan.settings.get(k))
+    changed = sorted(k for k in set(before) | set(plan.settings)
+                     if before.get(k) != plan.settings.get(k) and k != "data")  # said above
     if changed:
         reasons.append("settings differ: " + ", ".join(f"{k} {before.get(k)!r} -> {plan.settings.get(k)!r}"
                                                       for k in changed[:4]))
     return "; ".join(reasons) or "its result belongs to other settings"
+
+
+def code_change(finished: dict) -> str:
+    """'the code changed (0.1.0 -> 0.2.0)'; within one version, the code digests say what changed."""
+    now = code_version()
+    if finished.get("version") != now["version"]:
+        return f"the code changed ({finished.get('version')} -> {now['version']})"
+    return f"the code changed (code digest {finished.get('code_digest')} -> {now['code_digest']})"
 
 
 def train(cfg: DictConfig, plan: RunPlan, out_dir: Path) -> dict:
@@ -268,6 +276,7 @@ def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, dura
         "fast": built.fast,
         "threads": torch.get_num_threads(),
         "cache": str(built.datamodule.cache_folder),
+        "dataset_root": str(Path(source.root).absolute()) if getattr(source, "root", None) else None,  # where `data` was read
         "folds_digest": hashlib.sha256(json.dumps(sorted(built.datamodule.held_out)).encode()).hexdigest()[:16],
         "warnings": list(built.datamodule.data.warnings),
         **{name: {str(b): value for b, value in per_block.items()} for name, per_block in (
