@@ -253,3 +253,63 @@ def test_resize_masks_to_a_shape(tmp_path):
     a = save(tmp_path / "a.png", MASK.astype(np.uint8) * 255)
     b = save(tmp_path / "b.png", big.astype(np.uint8) * 255)
     np.testing.assert_array_equal(read_mask([a, b], shape=(30, 40)), MASK)
+
+
+# --- orientation and size limits -------------------------------------------------------------------
+
+
+def exif_rotated(path, stored: np.ndarray, orientation: int = 6):
+    """`stored` pixels tagged with an EXIF orientation (6: turn 90 degrees clockwise to show)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(path, exif=exif, **({"quality": 100} if path.suffix == ".jpg" else {}))
+    return path
+
+
+def test_exif_orientation_is_applied_as_viewers_show_the_image(tmp_path):
+    stored = np.tile(np.linspace(0, 255, 40).astype(np.uint8), (20, 1))  # dark left, bright right; 40x20
+    out = read_grey(exif_rotated(tmp_path / "a.jpg", stored))
+    assert out.shape == (40, 20)  # turned: 20 wide, 40 high
+    shown = np.rot90(stored, k=-1) / 255  # 90 degrees clockwise: dark at the top, bright at the bottom
+    assert np.abs(out - shown).max() < 0.05
+
+
+def test_exif_orientation_applies_to_masks_too(tmp_path):
+    stored = np.zeros((20, 40), dtype=np.uint8)
+    stored[:, :10] = 255
+    np.testing.assert_array_equal(read_mask(exif_rotated(tmp_path / "m.png", stored)), np.rot90(stored, k=-1) > 0)
+
+
+def test_training_reads_an_exif_rotated_image_as_shown(tmp_path):
+    """The training path (preprocess) goes through the same reader: a mask drawn on the shown
+    picture fits its image, and the cached image is the turned one."""
+    from unet_transfer.data.preprocess import preprocess, resize_image
+    from unet_transfer.data.readers import RawSample
+
+    stored = np.tile(np.linspace(0, 255, 40).astype(np.uint8), (20, 1))
+    path = exif_rotated(tmp_path / "a.jpg", stored)
+    drawn = np.zeros((40, 20), dtype=np.uint8)
+    drawn[:10] = 255
+    Image.fromarray(drawn).save(tmp_path / "a_mask.png")
+    data = preprocess([RawSample("a", path, (tmp_path / "a_mask.png",))], 16, progress=False)
+    expected = np.clip(np.rint(resize_image(np.rot90(stored, k=-1) / 255, 16) * 255), 0, 255)
+    assert np.abs(data.images[0].astype(float) - expected).max() <= 13
+
+
+def test_an_image_over_the_pixel_limit_says_what_it_is_and_how_to_read_it(tmp_path, monkeypatch):
+    path = save(tmp_path / "big.png", GREY)  # 1200 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    monkeypatch.delenv("UNET_TRANSFER_MAX_IMAGE_PIXELS", raising=False)
+    with pytest.raises(DatasetError) as e:
+        read_grey(path)
+    message = str(e.value)
+    assert "big.png" in message and "1200 pixels" in message and "UNET_TRANSFER_MAX_IMAGE_PIXELS" in message
+    assert "damaged" not in message
+    monkeypatch.setenv("UNET_TRANSFER_MAX_IMAGE_PIXELS", "2000")
+    np.testing.assert_allclose(read_grey(path), GREY / 255, atol=1e-6)
+    monkeypatch.setenv("UNET_TRANSFER_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(DatasetError, match="1000"):
+        read_grey(path)
+    monkeypatch.setenv("UNET_TRANSFER_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(DatasetError, match="UNET_TRANSFER_MAX_IMAGE_PIXELS='lots'"):
+        read_grey(path)

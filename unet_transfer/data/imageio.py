@@ -4,6 +4,8 @@ Images become float32 (H, W) in [0, 1]; masks become bool (H, W). Every supporte
 through the same rules, so a dataset gives the same arrays whatever it was exported as:
 
 - PNG, JPEG, BMP, TIFF, GIF (first frame) through Pillow; DICOM through pydicom.
+- An EXIF orientation tag is applied (Pillow's `ImageOps.exif_transpose`): a file is read as
+  image viewers show it, so a mask drawn on the shown picture fits it, in training and predict.
 - Colour (RGB, RGBA, palette, CMYK, ...) becomes grey by ITU-R BT.601 luminance
   (0.299 R + 0.587 G + 0.114 B, as Pillow's "L" conversion); alpha is ignored.
 - 8-bit data is divided by 255: its range is the display range, and ultrasound brightness
@@ -15,18 +17,22 @@ through the same rules, so a dataset gives the same arrays whatever it was expor
   the only scale they all have. A constant image becomes all zeros.
 
 Any file that cannot be decoded (missing, truncated, not an image, unsupported compression)
-raises `DatasetError` naming the file and the fix.
+raises `ImageReadError` (a `DatasetError`) naming the file and the fix; its `skipped()` says the
+same without training's advice, for predict. An image of more pixels than Pillow's limit against
+decompression bombs (about 179 million) is refused as such; if the file is trusted, the
+environment variable UNET_TRANSFER_MAX_IMAGE_PIXELS sets another limit (0: none).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from unet_transfer.errors import DatasetError
 
@@ -37,25 +43,91 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 NEAR_BINARY_TOLERANCE = 0.1
 
 _NATIVE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+PIXEL_LIMIT_VARIABLE = "UNET_TRANSFER_MAX_IMAGE_PIXELS"  # overrides Pillow's limit when set (0: none)
+_EXIF_ORIENTATION = 0x0112
 
 
-def _unreadable(path: Path, reason: object) -> DatasetError:
-    return DatasetError(
+class ImageReadError(DatasetError):
+    """A file that cannot be read. The message ends with training's fix (which may say to leave
+    the sample out); `skipped()` is the same news for predict, which skips the image."""
+
+    def __init__(self, what: str, fix: str, predict_fix: str | None = None):
+        super().__init__(f"{what} Fix: {fix}")
+        self.what, self.predict_fix = what, fix if predict_fix is None else predict_fix
+
+    def skipped(self) -> str:
+        fix = f" Fix: {self.predict_fix}" if self.predict_fix else ""
+        return f"{self.what}{fix} The image is skipped (listed at the end)."
+
+
+def _unreadable(path: Path, reason: object) -> ImageReadError:
+    return ImageReadError(
         f"Cannot read image file '{path}': {reason}. The file is damaged, truncated or not an "
-        "image in a supported format (PNG, JPEG, BMP, TIFF, GIF, DICOM). Fix: download or export "
-        "it again (PNG is the safest), or remove it together with its mask so the sample is left "
-        "out."
-    )
+        "image in a supported format (PNG, JPEG, BMP, TIFF, GIF, DICOM).",
+        "download or export it again (PNG is the safest), or remove it together with its mask so the sample is "
+        "left out.", "download or export it again (PNG is the safest).")
 
 
-def _missing(path: Path) -> DatasetError:
-    return DatasetError(f"Image file '{path}' does not exist. Fix: check dataset.root and the folder names, "
-                        "or restore the file.")
+def _missing(path: Path) -> ImageReadError:
+    return ImageReadError(f"Image file '{path}' does not exist.", "check dataset.root and the folder names, or "
+                          "restore the file.", "restore the file, or check the path.")
 
 
-def _not_permitted(path: Path) -> DatasetError:
-    return DatasetError(f"Cannot read image file '{path}': permission denied. Fix: give your user read access "
-                        f"(chmod u+r '{path}'), or copy the data somewhere readable.")
+def _not_permitted(path: Path) -> ImageReadError:
+    return ImageReadError(f"Cannot read image file '{path}': permission denied.", f"give your user read access "
+                          f"(chmod u+r '{path}'), or copy the data somewhere readable.")
+
+
+def _pixel_limit() -> int | None:
+    """The user's limit from UNET_TRANSFER_MAX_IMAGE_PIXELS (0: none), or None to keep Pillow's."""
+    value = os.environ.get(PIXEL_LIMIT_VARIABLE, "").strip()
+    if not value:
+        return None
+    try:
+        limit = int(value)
+        if limit < 0:
+            raise ValueError
+    except ValueError:
+        raise ImageReadError(f"{PIXEL_LIMIT_VARIABLE}={value!r} is not a number of pixels.",
+                             f"set it to a whole number of pixels (e.g. {PIXEL_LIMIT_VARIABLE}=400000000), "
+                             "0 for no limit, or unset it to keep Pillow's limit.") from None
+    return limit
+
+
+def _too_many_pixels(path: Path, pixels: str, limit: int, how: str) -> ImageReadError:
+    return ImageReadError(
+        f"Image file '{path}' has {pixels} pixels, more than {how} ({limit} pixels), which guards against "
+        "decompression bombs (small files that decode to huge images); it is not read.",
+        f"if you trust the file, set the environment variable {PIXEL_LIMIT_VARIABLE} to a larger number of "
+        "pixels (0: no limit) and run again; otherwise remove it together with its mask so the sample is left out.",
+        f"if you trust the file, set the environment variable {PIXEL_LIMIT_VARIABLE} to a larger number of "
+        "pixels (0: no limit) and run again.")
+
+
+def _open(path: Path) -> Image.Image:
+    """Image.open, with the user's pixel limit in place of Pillow's when one is set."""
+    limit = _pixel_limit()
+    if limit is None:
+        try:
+            return Image.open(path)
+        except Image.DecompressionBombError as e:
+            found = re.search(r"\((\d+) pixels\)", str(e))
+            raise _too_many_pixels(path, found[1] if found else "too many", 2 * int(Image.MAX_IMAGE_PIXELS or 0),
+                                   "Pillow's limit (twice PIL.Image.MAX_IMAGE_PIXELS)") from e
+    Image.MAX_IMAGE_PIXELS = None  # the user's limit replaces Pillow's for this process; checked below
+    im = Image.open(path)
+    width, height = im.size
+    if limit and width * height > limit:
+        im.close()
+        raise _too_many_pixels(path, str(width * height), limit, PIXEL_LIMIT_VARIABLE)
+    return im
+
+
+def _as_shown(im: Image.Image) -> Image.Image:
+    """The picture as viewers show it: turned/mirrored by its EXIF orientation tag, if any."""
+    if im.getexif().get(_EXIF_ORIENTATION, 1) in (1, None):
+        return im
+    return ImageOps.exif_transpose(im)
 
 
 def _is_dicom(path: Path) -> bool:
@@ -72,9 +144,10 @@ def _is_dicom(path: Path) -> bool:
 def _read_pil(path: Path) -> np.ndarray:
     """The grey pixel array as stored: uint8 for 8-bit and colour data, else its own type."""
     try:
-        with Image.open(path) as im:
-            im.seek(0)  # first frame of a GIF / multi-page TIFF
-            im.load()
+        with _open(path) as opened:
+            opened.seek(0)  # first frame of a GIF / multi-page TIFF
+            opened.load()
+            im = _as_shown(opened)
             mode = im.mode
             if mode in _NATIVE_MODES:
                 return np.array(im)
@@ -89,8 +162,6 @@ def _read_pil(path: Path) -> np.ndarray:
     except PermissionError as e:
         raise _not_permitted(path) from e
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-        raise _unreadable(path, e) from e
-    except Image.DecompressionBombError as e:
         raise _unreadable(path, e) from e
 
 
@@ -198,7 +269,7 @@ def _full_scale(raw: np.ndarray) -> float:
     return high
 
 
-def _binarise(path: Path, raw: np.ndarray, threshold: float | None) -> np.ndarray:
+def _binarise(path: Path, raw: np.ndarray, threshold: float | None, setting: str) -> np.ndarray:
     if threshold is not None:
         scale = _full_scale(raw)
         if scale <= 0:
@@ -225,8 +296,8 @@ def _binarise(path: Path, raw: np.ndarray, threshold: float | None) -> np.ndarra
         f"Mask file '{path}' is not binary: it holds the values {shown}, including values far "
         "from both 0 and its maximum (a JPEG-compressed mask, a soft or probability map, or a "
         "label map). Fix: export the masks again as PNG with only 0 and 255, or set "
-        "dataset.mask_threshold to a fraction in (0, 1] of full scale (255 for 8-bit files) "
-        "at which to binarise, e.g. dataset.mask_threshold=0.5."
+        f"{setting} to a fraction in (0, 1] of full scale (255 for 8-bit files) "
+        f"at which to binarise, e.g. {setting}{'=' if setting.startswith('dataset.') else ' '}0.5."
     )
 
 
@@ -234,6 +305,8 @@ def read_mask(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
     threshold: float | None = None,
     shape: tuple[int, int] | None = None,
+    setting: str = "dataset.mask_threshold",
+    resize_fix: str | None = "set dataset.on_size_mismatch=resize to resize every mask to its image (nearest neighbour)",
 ) -> np.ndarray:
     """One bool (H, W) mask from one or several mask files of the same sample, OR-merged.
 
@@ -246,6 +319,8 @@ def read_mask(
 
     With `shape=(H, W)` every mask is resized to it (nearest) before merging; otherwise all
     masks of the sample must have the same size.
+
+    `setting` and `resize_fix` are how messages name the caller's options (predict has its own).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -254,14 +329,14 @@ def read_mask(
         raise DatasetError("A sample has no mask file. Fix: give every image at least one mask.")
     if threshold is not None and not 0.0 < float(threshold) <= 1.0:
         raise DatasetError(
-            f"dataset.mask_threshold={threshold!r} is out of range. Fix: use null (strict "
+            f"{setting}={threshold!r} is out of range. Fix: use null (strict "
             "binary check) or a fraction in (0, 1], e.g. 0.5."
         )
     merged: np.ndarray | None = None
     first: Path | None = None
     for path in paths:
         raw = read_raw(path)
-        mask = _binarise(path, raw, threshold)
+        mask = _binarise(path, raw, threshold, setting)
         if shape is not None and mask.shape != tuple(shape):
             mask = resize_mask(mask, shape)
         if merged is None:
@@ -271,8 +346,7 @@ def read_mask(
                 f"Masks of one sample differ in size: '{first}' is "
                 f"{merged.shape[1]}x{merged.shape[0]} but '{path}' is "
                 f"{mask.shape[1]}x{mask.shape[0]} (width x height). Fix: export the masks again "
-                "at the image's size, or set dataset.on_size_mismatch=resize to resize every "
-                "mask to its image (nearest neighbour)."
+                "at the image's size" + (f", or {resize_fix}." if resize_fix else ".")
             )
         else:
             merged |= mask
