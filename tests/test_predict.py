@@ -181,6 +181,7 @@ def test_a_dataset_config_pairs_images_and_masks_for_scoring(study, recommended)
 def test_a_bad_checkpoint_is_one_clear_line_and_exit_code_2(study, tmp_path, capsys):
     broken = tmp_path / "model.safetensors"
     broken.write_bytes(b"\x00" * 64)
-    assert predict.main([str(broken), str(tmp_path), str(tmp_path / "out"), "--no-progress"]) == 2
+    write_folder(tmp_path / "new", kind="xray", n=1, size=32, seed=3)  # the inputs are fine: the checkpoint is not
+    assert predict.main([str(broken), str(tmp_path / "new" / "images"), str(tmp_path / "out"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: checkpoint=") and "model.safetensors" in err and len(err.splitlines()) == 1

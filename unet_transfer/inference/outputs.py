@@ -5,22 +5,64 @@ The network sees the image at its training size; its probability map is resized 
 original size (bilinear) and thresholded there, so the mask's edges follow the original pixels
 rather than the blocks of a nearest-neighbour enlarged mask, and the saved probability map and
 mask always agree (mask = probability > threshold).
+
+predict never replaces a file it did not write: its manifest (MANIFEST in the output folder)
+lists every file it wrote there, and a run that would replace any other file is refused before
+it starts (`unowned`). A folder predict wrote is never read back as images (inputs.py).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from unet_transfer.files import atomic_path
+from unet_transfer.files import atomic_path, atomic_write_text
 
 PROBABILITY_FORMATS = ("png16", "npy")
 TINT_BGR = np.array([40, 40, 230], dtype=np.float32)  # red: the predicted mask
 PREDICTED_BGR = (0, 255, 255)  # yellow outline of the prediction
 TRUTH_BGR = (0, 220, 0)  # green outline of the reference mask, when there is one
 TINT = 0.35
+MANIFEST = "predict_files.json"  # the files predict wrote into its output folder
+MANIFEST_FORMAT = "unet-transfer/predict-files-v1"
+SUMMARY_FILES = ("summary.json", "summary.md", "per_image.csv")
+
+
+def file_names(name: str, probabilities: str | None, overlays: bool) -> list[str]:
+    """The files predict writes for the image whose outputs are named `name`."""
+    names = [f"{name}_mask.png"]
+    if probabilities:
+        names.append(f"{name}_prob.png" if probabilities == "png16" else f"{name}_prob.npy")
+    if overlays:
+        names.append(f"{name}_overlay.png")
+    return names
+
+
+def written_by_predict(folder: Path) -> set[str]:
+    """The names predict's manifest in `folder` lists (none when predict never wrote there)."""
+    try:
+        record = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(record, dict) or record.get("format") != MANIFEST_FORMAT:
+        return set()
+    return {str(name) for name in record.get("files", [])}
+
+
+def unowned(out: Path, names: list[str]) -> list[str]:
+    """Those of `names` that exist in `out` but that predict did not write there."""
+    ours = written_by_predict(out)  # a valid manifest lists itself
+    return [name for name in names if name not in ours and ((out / name).exists() or (out / name).is_symlink())]
+
+
+def claim(out: Path, names: list[str]) -> Path:
+    """Record `names` in the manifest before writing them (a crash leaves them owned, not foreign)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = sorted(written_by_predict(out) | set(names) | {MANIFEST})
+    return atomic_write_text(out / MANIFEST, json.dumps({"format": MANIFEST_FORMAT, "files": files}, indent=1) + "\n")
 
 
 def original_size(probability: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

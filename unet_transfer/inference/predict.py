@@ -8,14 +8,25 @@ that dataset) it scores them with the project's metrics: per_image.csv, summary.
 summary.md.
 
 Images are preprocessed exactly as the checkpoint's training did (inference/preprocessing.py:
-the rule and the size are read from the checkpoint). An image that cannot be read is reported
-and skipped; the others are still written, the failures are listed at the end, and the exit
-code is 1. A checkpoint that cannot be used stops at once with one line and exit code 2.
+the rule and the size are read from the checkpoint). An image that cannot be read, or whose
+files cannot be written (a full disk, a name too long), is reported and skipped; the others are
+still written, the failures are listed at the end, and the exit code is 1. A checkpoint that
+cannot be used stops at once with one line and exit code 2.
+
+predict never touches what it reads: OUT may not be, contain or lie inside INPUT's folder, the
+masks folder or the dataset root; it never replaces a file it did not write (its manifest,
+predict_files.json, lists those it did); masks and predict's outputs lying beside their images
+are not predicted. Each is one line and exit code 2 before any image is read; where OUT lies is
+checked before the checkpoint is even loaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import hashlib
+import json
+import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,13 +36,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unet_transfer.data.imageio import read_grey, read_mask
-from unet_transfer.errors import DatasetError, one_line_exit
-from unet_transfer.inference.inputs import Item, from_dataset, image_files, with_mask_folder
+from unet_transfer.data.imageio import ImageReadError, read_grey, read_mask
+from unet_transfer.errors import ConfigError, DatasetError, one_line_exit
+from unet_transfer.inference.inputs import Item, from_dataset, listed_inputs, with_mask_folder
 from unet_transfer.inference.network import Network, load_network
 from unet_transfer.inference.outputs import (
+    MANIFEST,
     PROBABILITY_FORMATS,
+    SUMMARY_FILES,
+    claim,
+    file_names,
     original_size,
+    unowned,
     write_mask,
     write_overlay,
     write_probability,
@@ -51,13 +67,14 @@ class Loaded:
     mask_error: str | None = None
 
 
-def load(item: Item, image_size: int, mask_threshold: float | None) -> Loaded:
-    """DatasetError when the image cannot be read; a bad mask only leaves the image unscored."""
+def load(item: Item, image_size: int, mask_threshold: float | None, setting: str = "--mask-threshold") -> Loaded:
+    """DatasetError when the image cannot be read; a bad mask only leaves the image unscored.
+    `setting`: how messages name the mask threshold option."""
     grey = read_grey(item.image)
     loaded = Loaded(item, grey, network_input(grey, image_size))
     if item.masks:
         try:
-            truth = read_mask(item.masks, threshold=mask_threshold)
+            truth = read_mask(item.masks, threshold=mask_threshold, setting=setting, resize_fix=None)
             if truth.shape != grey.shape:
                 raise DatasetError(
                     f"Mask '{item.masks[0]}' is {truth.shape[1]}x{truth.shape[0]} but its image '{item.image}' is "
@@ -69,14 +86,17 @@ def load(item: Item, image_size: int, mask_threshold: float | None) -> Loaded:
     return loaded
 
 
-def attempt(item: Item, image_size: int, mask_threshold: float | None) -> Loaded | str:
+def attempt(item: Item, image_size: int, mask_threshold: float | None, setting: str = "--mask-threshold") -> Loaded | str:
     """The loaded image, or why it could not be loaded (one image must not stop the others)."""
     try:
-        return load(item, image_size, mask_threshold)
+        return load(item, image_size, mask_threshold, setting)
+    except ImageReadError as error:
+        return error.skipped()
     except DatasetError as error:
         return str(error)
     except Exception as error:  # a decoder's own failure on a strange file
-        return f"Cannot read image file '{item.image}': {type(error).__name__}: {error}."
+        return (f"Cannot read image file '{item.image}': {type(error).__name__}: {error}. The image is skipped "
+                "(listed at the end).")
 
 
 def unique_names(items: list[Item]) -> tuple[list[Item], list[tuple[str, str]]]:
@@ -110,11 +130,28 @@ def write_outputs(loaded: Loaded, probability: np.ndarray, network: Network, out
     return row
 
 
+WRITE_FIXES = {errno.ENOSPC: "free space on that disk, or give OUT on another disk",
+               errno.EDQUOT: "free space within your disk quota, or give OUT on another disk",
+               errno.ENAMETOOLONG: "rename the image to a shorter name",
+               errno.EACCES: "give your user write access to OUT, or give another OUT",
+               errno.EROFS: "give OUT on a disk that is not read-only"}
+
+
+def unwritten(item: Item, out: Path, error: OSError) -> str:
+    """Why `item`'s files could not be written into `out`, in one line with the fix."""
+    where = f" ('{error.filename}')" if error.filename else ""
+    fix = WRITE_FIXES.get(error.errno, "check that OUT is writable and has free space")
+    return (f"Cannot write the outputs of '{item.image}' into '{out}': {error.strerror or error}{where}. Fix: {fix}. "
+            "The image is skipped (listed at the end).")
+
+
 def predict(network: Network, items: list[Item], out: Path, *, probabilities: str | None = None,
             overlays: bool = True, batch_size: int = 8, mask_threshold: float | None = None, scoring: bool = False,
-            progress: bool = True, say: Callable[[str], None] | None = None) -> Outcome:
+            progress: bool = True, say: Callable[[str], None] | None = None,
+            threshold_setting: str = "--mask-threshold") -> Outcome:
     """Segment every item into `out`; the next batch is decoded while the network runs on this one.
-    `scoring`: masks were asked for, so an image without one is listed as unscored."""
+    `scoring`: masks were asked for, so an image without one is listed as unscored. A file that
+    cannot be written fails its image only. The caller has checked `out` (`check_output`)."""
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +165,8 @@ def predict(network: Network, items: list[Item], out: Path, *, probabilities: st
     with ThreadPoolExecutor(max_workers=min(4, batch_size)) as pool:
 
         def submit(batch: list[Item]) -> list:
-            return [pool.submit(attempt, item, network.image_size, mask_threshold) for item in batch]
+            return [pool.submit(attempt, item, network.image_size, mask_threshold, threshold_setting)
+                    for item in batch]
 
         pending = submit(batches[0]) if batches else []
         for number, batch in enumerate(batches):
@@ -147,7 +185,13 @@ def predict(network: Network, items: list[Item], out: Path, *, probabilities: st
             if loaded:
                 inputs = torch.from_numpy(np.stack([entry.input for entry in loaded]))[:, None].float().div_(255.0)
                 for entry, probability in zip(loaded, network.probabilities(inputs)[:, 0].numpy(), strict=True):
-                    outcome.rows.append(write_outputs(entry, probability, network, out, probabilities, overlays))
+                    try:
+                        outcome.rows.append(write_outputs(entry, probability, network, out, probabilities, overlays))
+                    except OSError as error:  # a full disk, a name too long: this image only
+                        outcome.failures.append((str(entry.item.image), unwritten(entry.item, out, error)))
+                        say(f"Error: {outcome.failures[-1][1]}")
+                        if entry.item.name in outcome.unscored:
+                            outcome.unscored.remove(entry.item.name)
             bar.update(len(batch))
     bar.close()
     return outcome
@@ -174,23 +218,140 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+def overlap(out: Path, folder: Path) -> str | None:
+    """How `out` overlaps `folder` (is, lies inside, contains), or None."""
+    a, b = out.resolve(), folder.resolve()
+    if a == b:
+        return "is"
+    if a.is_relative_to(b):
+        return "lies inside"
+    if b.is_relative_to(a):
+        return "contains"
+    return None
+
+
+def check_output(out: Path, read: dict[str, Path]) -> None:
+    """OUT must be a folder predict can make or write, apart from every folder it reads (`read`:
+    what -> folder), so no output can ever replace or be read as an input or a mask."""
+    for what, folder in read.items():
+        how = overlap(out, folder)
+        if how:
+            suggestion = folder.resolve().parent / f"{folder.resolve().name}_predicted"
+            raise ConfigError(f"OUT={str(out)!r} {how} {what} {str(folder)!r}: predict writes '<image name>_mask.png' "
+                              "and other files where it would replace or read images and masks. Fix: give a new "
+                              f"folder apart from them, e.g. {str(suggestion)!r}.")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"OUT={str(out)!r} is a file, not a folder. Fix: give a folder for the masks, overlays and "
+                          "scores (it is made if missing).")
+    existing = next(parent for parent in (out, *out.absolute().parents) if parent.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"OUT={str(out)!r} cannot be made: {str(existing)!r} is a file. Fix: give a folder path.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"OUT={str(out)!r} cannot be written: your user may not write into {str(existing)!r}. Fix: "
+                          "give a folder you can write to, or give your user write access to it.")
+
+
+def read_folders(args: argparse.Namespace) -> dict[str, Path]:
+    """The folders predict reads: INPUT's (a file's own folder), the masks folder, the dataset root."""
+    folders = {"the dataset root" if args.dataset else "INPUT":
+               args.input.parent if args.input.is_file() else args.input}
+    if args.masks:
+        folders["the masks folder"] = args.masks
+    return folders
+
+
+def planned(items: list[Item], probabilities: str | None, overlays: bool) -> list[str]:
+    """Every file this run may write into OUT."""
+    return [*(name for item in items for name in file_names(item.name, probabilities, overlays)), *SUMMARY_FILES,
+            MANIFEST]
+
+
+def check_free(out: Path, names: list[str]) -> None:
+    """Refuse to start when OUT holds a file this run would replace that predict did not write."""
+    foreign = unowned(out, names)
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise ConfigError(f"OUT={str(out)!r} already holds '{foreign[0]}'{more}, which predict did not write (not in "
+                          f"its {MANIFEST}) and this run would replace; predict never replaces such files. Fix: give "
+                          "a new or empty folder, or move those files away.")
+
+
+def ids_digest(names: list[str]) -> str:
+    """As recommend records the ids it trained on (inference/final.py)."""
+    return hashlib.sha256(json.dumps(sorted(names)).encode()).hexdigest()[:16]
+
+
+def trained_on(network: Network, items: list[Item], dataset: str | None) -> list[str]:
+    """Warnings when the scored images are (or may be) images the network was trained on: exactly
+    those of its model card (card.json beside it, same recipe), or a dataset of the name its
+    checkpoint records. Only an identical set of ids is recognised: a digest tells no more."""
+    scored = [item.name for item in items if item.masks]
+    meta = network.checkpoint.meta
+    if not scored:
+        return []
+    try:
+        card = json.loads((network.path.parent / "card.json").read_text())
+    except (OSError, ValueError):
+        card = None
+    data = card.get("data") if isinstance(card, dict) and card.get("recipe_key") == meta.get("recipe_key") else None
+    if isinstance(data, dict) and data.get("ids_sha256") == ids_digest(scored):
+        return [f"the {len(scored)} scored images are the images this network was trained on (its card.json: "
+                f"dataset {data.get('dataset')}, ids sha256 {data['ids_sha256']}); these are training scores, not "
+                "what to expect on new images (the card's cross-validated scores are)"]
+    if dataset and meta.get("dataset") == dataset:
+        return [f"this network was trained on dataset {dataset!r} (its checkpoint says so); if INPUT holds those "
+                "files, images it was trained on are among the scored ones and the scores are optimistic"]
+    return []
+
+
+def say_skipped(source: Path, skipped: list[Path]) -> None:
+    if skipped:
+        shown = ", ".join(path.name for path in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        print(f"Skipped {len(skipped)} file(s) in {source} that are masks or predict's outputs beside their images "
+              f"(not predicted): {shown}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.batch_size < 1:
         parser().error("--batch-size must be >= 1")
     try:
+        if args.mask_threshold is not None and not 0.0 < args.mask_threshold <= 1.0:
+            raise ConfigError(f"--mask-threshold {args.mask_threshold:g} is out of range. Fix: give a fraction in "
+                              "(0, 1] of full scale, e.g. --mask-threshold 0.5, or leave it out for binary masks.")
+        check_output(args.output, read_folders(args))
         network = load_network(args.checkpoint, args.device)
-        mask_threshold = args.mask_threshold
+        mask_threshold, dataset_name, setting = args.mask_threshold, None, "--mask-threshold"
         if args.dataset:
-            items, mask_threshold = from_dataset(args.dataset, args.input, args.dataset_option)
+            items, mask_threshold, dataset_name = from_dataset(args.dataset, args.input, args.dataset_option)
+            setting = "--dataset-option mask_threshold"
         else:
-            items = with_mask_folder(image_files(args.input), args.masks)
+            images, skipped = listed_inputs(args.input)
+            say_skipped(args.input, skipped)
+            items = with_mask_folder(images, args.masks)
+        names = planned(items, args.probabilities, not args.no_overlay)
+        check_free(args.output, names)
+        warnings = trained_on(network, items, dataset_name)
+        for warning in warnings:
+            print(f"Warning: {warning}")
+        try:
+            claim(args.output, names)
+        except OSError as error:
+            raise ConfigError(f"OUT={str(args.output)!r} cannot be written ({error.strerror or error}). Fix: give a "
+                              "folder you can write to, on a disk with free space.") from None
         outcome = predict(network, items, args.output, probabilities=args.probabilities, overlays=not args.no_overlay,
                           batch_size=args.batch_size, mask_threshold=mask_threshold,
-                          scoring=bool(args.masks or args.dataset), progress=not args.no_progress)
+                          scoring=bool(args.masks or args.dataset), progress=not args.no_progress,
+                          threshold_setting=setting)
+        outcome.warnings = warnings
     except Exception as error:  # a UserError, also when Hydra's instantiate wrapped it: one line, exit code 2
         return one_line_exit(error)
-    write_summary(outcome)
+    try:
+        write_summary(outcome)
+    except OSError as error:
+        print(f"Error: cannot write the scores into {args.output} ({error.strerror or error}); the masks written are "
+              "kept. Fix: free space on that disk or make OUT writable, and run again.", file=sys.stderr)
+        return 1
     print(f"Predicted {len(outcome.rows)} image(s) into {args.output} (network input {network.image_size}x"
           f"{network.image_size}, threshold {network.threshold:g}, {network.device})")
     if outcome.scored:

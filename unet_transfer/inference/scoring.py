@@ -31,6 +31,7 @@ class Outcome:
     rows: list[dict] = field(default_factory=list)  # one per predicted image; metrics when it was scored
     failures: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
     unscored: list[str] = field(default_factory=list)  # predicted, but no mask was given
+    warnings: list[str] = field(default_factory=list)  # e.g. the scored images are those it trained on
 
     @property
     def scored(self) -> list[dict]:
@@ -62,6 +63,7 @@ def summary(outcome: Outcome) -> dict:
         "metrics": {name: statistics_of([row[name] for row in scored]) for name in METRICS} if scored else {},
         "failures": [{"file": file, "error": why} for file, why in outcome.failures],
         "unscored": outcome.unscored,
+        "warnings": outcome.warnings,
     }
 
 
@@ -70,6 +72,7 @@ def markdown(found: dict) -> str:
              f"{found['n_predicted']} image(s) predicted, {found['n_scored']} scored against a mask, "
              f"{found['n_failed']} failed. Masks are {found['masks']} at {found['threshold']:g}; the network sees "
              f"{found['network_input']}.", ""]
+    lines += [*(f"**Warning:** {warning}" for warning in found["warnings"]), *([""] if found["warnings"] else [])]
     if found["metrics"]:
         lines += ["| metric | mean ± std | median | min | max | images |", "|---|---|---|---|---|---|"]
         for name, s in found["metrics"].items():
