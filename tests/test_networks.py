@@ -179,3 +179,25 @@ def test_a_weights_file_loads_strictly_and_an_rgb_stem_is_summed(tmp_path):
     torch.save(state, tmp_path / "short.pth")
     with pytest.raises(ConfigError, match=r"do not fit.*_blocks\.6\.15\._project_conv\.weight"):
         flexunet.build("efficientnet-b0", pretrained=str(tmp_path / "short.pth"))
+
+
+def test_features_and_convolutions_of_each_block_for_the_analysis(network):
+    _, model = network
+    blocks = protocol.block_map(model)
+    convs = protocol.convolutions(model, blocks)
+    assert [n for n, _ in convs] == sorted(n for n, _ in convs) and {n for n, _ in convs} >= set(blocks.blocks.contracting)
+    features = {}
+    hooks = [protocol.representation(model, b, blocks).register_forward_hook(
+        lambda m, i, o, b=b: features.setdefault(b, o)) for b in blocks.blocks.numbers]
+    model.eval()
+    with torch.no_grad():
+        model(torch.rand(1, 1, SIZE, SIZE))
+    for hook in hooks:
+        hook.remove()
+    assert set(features) == set(blocks.blocks.numbers) and all(f.dim() == 4 for f in features.values())
+
+
+def test_the_paper_unet_analysis_hooks_match_its_own():
+    model = UNet(width=4, extra_conv=True)
+    assert protocol.convolutions(model) == model.convolutions()
+    assert all(protocol.representation(model, b) is model.representation(b) for b in range(1, 10))

@@ -131,6 +131,30 @@ def check_block_map(model: nn.Module, entries: list[tuple[BlockSpec, tuple[nn.Mo
         raise BlockMapError(f"{network}: block {stray[0]} owns tensors that are not the model's.")
 
 
+def representation(model: nn.Module, number: int, blocks: BlockMap | None = None) -> nn.Module:
+    """The module whose output is block `number`'s features (CKA, activation maps): the adapter's
+    `representation(model, number)` if it has one, else the block's last module."""
+    network, adapter = unwrapped(model), adapter_of(model)
+    if hasattr(adapter, "representation"):
+        return adapter.representation(network, number)
+    return (blocks or block_map(network, check=False)).of(number)[-1]
+
+
+def convolutions(model: nn.Module, blocks: BlockMap | None = None) -> list[tuple[int, nn.Module]]:
+    """(block number, convolution) of the network's body in depth order, the output head left
+    out (the adapter's `head_modules(model)`, else the blocks whose role is "head")."""
+    network, adapter = unwrapped(model), adapter_of(model)
+    blocks = blocks or block_map(network, check=False)
+    if hasattr(adapter, "head_modules"):
+        heads = adapter.head_modules(network)
+    else:
+        heads = [m for b, role in zip(blocks.blocks.numbers, blocks.blocks.roles, strict=True) if role == "head"
+                 for m in blocks.of(b)]
+    excluded = {id(m) for head in heads for m in head.modules()}
+    return [(number, module) for number in blocks.blocks.numbers for root in blocks.of(number)
+            for module in root.modules() if isinstance(module, nn.modules.conv._ConvNd) and id(module) not in excluded]
+
+
 # --- Normalisation is part of freezing ---------------------------------------------------------
 
 def _is_held_norm(module: nn.Module) -> bool:

@@ -17,3 +17,13 @@ def block_modules(model: UNet) -> list[tuple[BlockSpec, tuple[nn.Module, ...]]]:
 
 def describe(model: UNet) -> str:
     return f"the {model.layout.levels}-level U-Net"
+
+
+def representation(model: UNet, number: int) -> nn.Module:
+    """Block `number`'s features; for dec1, before the 1-logit head."""
+    return model.representation(number)
+
+
+def head_modules(model: UNet) -> list[nn.Module]:
+    """dec1's output head (inside block dec1, as the paper counts it)."""
+    return [model.blocks[model.layout.names[-1]].head]
