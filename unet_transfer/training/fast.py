@@ -10,6 +10,12 @@ the run is long enough to repay compiling) and keeps the fastest in the cache fo
 explicitly (`trainer.precision`, `fast.channels_last`, `fast.compile`) is never changed; the run
 records the settings it used and why in metrics.json (`fast`). The measurement runs on a copy of
 the model with the global random state restored, so it never changes a run's numbers.
+
+A timing disturbed by other work must not be kept for good: the record says which share of the
+cores other processes kept busy while it was taken (`other_work`), and a record taken under load
+or whose candidates differ implausibly (`MAX_SPREAD`) is measured again by the next run that
+reads it, each candidate keeping its least disturbed time, up to `MAX_MEASUREMENTS` times. A
+record of the wrong shape (a hand edit, another version) is measured again like a missing one.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -30,6 +37,16 @@ log = logging.getLogger("unet_transfer")
 CHOICES_FILE = "fast_choices.json"
 COMPILE_WORTH_S = 600.0  # torch.compile is only tried for runs expected to train longer than this
 STEP_BUDGET_S = 3.0  # time a candidate for about this long (at least 2 steps after a warm-up step)
+# The candidates are one network in two layouts and precisions: native bf16 (tensor cores, AMX)
+# or channels-last gains a few times at most, so step times further apart than this say more
+# about other work on the machine than about the settings (a 251x "speedup" was recorded so).
+MAX_SPREAD = 8.0
+# Other processes busy on more than this share of all cores while timing: the training threads
+# wait for cores, and a step waits for its slowest thread, so the timings are disturbed.
+LOADED = 0.25
+MAX_MEASUREMENTS = 3  # a record that stays implausible or loaded (a machine always busy) is then kept
+RECORD_FIELDS = {"precision": str, "channels_last": bool, "compile": bool, "chosen_by": str, "why": str,
+                 "step_s": (int, float), "compile_tried": bool, "timings": dict}
 
 
 @dataclass(frozen=True)
@@ -106,21 +123,79 @@ def time_steps(model, optimizer_factory, settings: FastSettings, shape: list, de
     return min(times)  # the least disturbed by other work on the machine
 
 
+def other_work_during(run: Callable[[], dict]) -> tuple[dict, float | None]:
+    """run()'s result and the share of all cores that other processes kept busy meanwhile (this
+    process's own CPU time taken off the machine's); None where unknown or too short to tell."""
+    from unet_transfer.hardware import _cpu_times
+
+    before, own, start = _cpu_times(), time.process_time(), time.perf_counter()
+    result = run()
+    after, own, elapsed = _cpu_times(), time.process_time() - own, time.perf_counter() - start
+    if before is None or after is None or elapsed < 1.0 or after[1] <= before[1]:
+        return result, None
+    tick = os.sysconf("SC_CLK_TCK")
+    others = (after[0] - before[0]) / tick - own  # CPU seconds of the other processes
+    return result, round(min(1.0, max(0.0, others / ((after[1] - before[1]) / tick))), 3)
+
+
+def recorded_timings(record: dict) -> dict[FastSettings, float]:
+    """Seconds per step of each candidate a record measured (ValueError/TypeError if malformed)."""
+    timings = {FastSettings(**json.loads(name)): float(ms) / 1000 for name, ms in record["timings"].items()}
+    if not timings or not all(t > 0 for t in timings.values()):
+        raise ValueError("no positive timings")
+    return timings
+
+
+def is_record(record) -> bool:
+    """A record as `choose` writes it: every field the reader needs, of its type."""
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), t) for k, t in RECORD_FIELDS.items()):
+        return False
+    try:
+        recorded_timings(record)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def stale_reason(record: dict) -> str | None:
+    """Why a well-formed record's timings look disturbed (so worth measuring again), or None."""
+    if record.get("measurements", 1) >= MAX_MEASUREMENTS:
+        return None
+    other = record.get("other_work")
+    if isinstance(other, (int, float)) and other > LOADED:
+        return f"timed while other processes kept {other:.0%} of the cores busy"
+    times = recorded_timings(record).values()
+    if max(times) / min(times) > MAX_SPREAD:
+        return f"its candidates' step times differ {max(times) / min(times):.0f}x, more than settings explain"
+    return None
+
+
 class Choices:
     """The measured choices of this cache folder, one per machine and shape."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
 
-    def read(self) -> dict:
+    def read(self, warn: bool = False) -> dict:
+        """The well-formed records: none yet, damaged or of the wrong shape only costs measuring again."""
         try:
-            return json.loads(self.path.read_text())
+            stored = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
         except (OSError, ValueError):
-            return {}  # none yet, or damaged: measuring again only costs time
+            stored = None
+        kept = {k: r for k, r in stored.items() if is_record(r)} if isinstance(stored, dict) else {}
+        if warn and (not isinstance(stored, dict) or len(kept) < len(stored)):
+            log.warning("%s is damaged (not the layout it is written in): fast.auto measures again", self.path)
+        return kept
 
-    def get_or_measure(self, key: str, measure: Callable[[], dict]) -> dict:
-        known = self.read().get(key)
-        return known if known is not None else self.update(key, lambda found: found if found else measure())
+    def get_or_measure(self, key: str, measure: Callable[[dict | None], dict],
+                       usable: Callable[[dict], bool] = lambda record: True) -> dict:
+        """The record of `key` if usable; else measure(the record, or None), under the lock."""
+        known = self.read(warn=True).get(key)
+        if known is not None and usable(known):
+            return known
+        return self.update(key, lambda found: found if found is not None and usable(found) else measure(found))
 
     def update(self, key: str, change: Callable[[dict | None], dict]) -> dict:
         """Replace the record of `key` by change(record), under the lock: one run of a sweep measures."""
@@ -170,27 +245,42 @@ def choose(cfg, model, optimizer_factory, n_train: int, measure: Callable = time
                  "shape": shape,
                  "given": fixed}
 
-    def measured(known: dict | None) -> dict:
-        """The base candidates, or (given a record) the compiled variant of its winner added."""
+    def measured(known: dict | None, again: bool = False) -> dict:
+        """The base candidates; given a record, the compiled variant of its winner added, or
+        (again) its candidates timed once more, each keeping its least disturbed time."""
+        timings = recorded_timings(known) if known is not None else {}
+        if known is None:
+            targets = candidates(given, native_bf16(), try_compile=False)
+        elif again:
+            targets = list(timings)
+        else:
+            best, _ = pick(timings)
+            targets = [FastSettings(best.precision, best.channels_last, True)]
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            if known is None:
-                timings = {s: measure(model, optimizer_factory, s, shape, device)
-                           for s in candidates(given, native_bf16(), try_compile=False)}
-            else:
-                timings = {FastSettings(**{k: v for k, v in json.loads(name).items()}): ms / 1000
-                           for name, ms in known["timings"].items()}
-                best, _ = pick(timings)
-                compiled = FastSettings(best.precision, best.channels_last, True)
-                timings[compiled] = measure(model, optimizer_factory, compiled, shape, device)
+            fresh, other = other_work_during(lambda: {s: measure(model, optimizer_factory, s, shape, device)
+                                                      for s in targets})
+        timings = {**timings, **{s: min(t, timings.get(s, t)) for s, t in fresh.items()}}
         best, why = pick(timings)
         log.info("fast.auto on %s: %s (%s)", key_parts["device"], best.name, why)
+        if known is not None and not again and other is not None and isinstance(known.get("other_work"), (int, float)):
+            other = max(other, known["other_work"])  # the record mixes both measurements
         return {**asdict(best), "chosen_by": "measured", "why": why, "step_s": timings[best],
-                "compile_tried": known is not None or given["compile"] is not None,
-                "timings": {json.dumps(asdict(s)): round(t * 1000, 3) for s, t in timings.items()}}
+                "compile_tried": (known["compile_tried"] if again else known is not None) or given["compile"] is not None,
+                "timings": {json.dumps(asdict(s)): round(t * 1000, 3) for s, t in timings.items()},
+                "other_work": other, "measurements": 1 if known is None else known.get("measurements", 1) + again}
+
+    def measured_again(known: dict | None) -> dict:
+        """A missing record measured, or one whose timings look disturbed measured once more."""
+        if known is None:
+            return measured(None)
+        log.info("fast.auto: the recorded timings for this machine and shape look disturbed (%s): measuring "
+                 "again", stale_reason(known))
+        return measured(known, again=True)
 
     choices, key = Choices(cfg.paths.get("fast_choices") or Path(cfg.paths.cache_dir) / CHOICES_FILE), digest(key_parts)
-    record = choices.get_or_measure(key, lambda: measured(None))
+    record = choices.get_or_measure(key, measured_again, usable=lambda known: stale_reason(known) is None)
     if not record["compile_tried"] and expected_run_s(cfg, record["step_s"], n_train) > COMPILE_WORTH_S:
-        record = choices.update(key, lambda known: known if known["compile_tried"] else measured(known))
+        record = choices.update(key, lambda known: known if known is not None and known["compile_tried"]
+                                else measured(known))
     settings = FastSettings(record["precision"], record["channels_last"], record["compile"])
     return settings, {**record, "key": key_parts}
