@@ -19,6 +19,7 @@ from unet_transfer.errors import ConfigError
 from unet_transfer.metrics import THRESHOLD
 
 RULE = "grey-bt601/resize-area-linear/uint8-div-255"
+MAX_IMAGE_SIZE = 2**14  # a recorded size beyond it is damage, not a network (one input alone: 1 GiB)
 
 
 def record(image_size: int, threshold: float = THRESHOLD) -> dict:
@@ -27,20 +28,49 @@ def record(image_size: int, threshold: float = THRESHOLD) -> dict:
             "preprocessing": {"rule": RULE, "version": PREPROCESS_VERSION}}
 
 
-def read_record(meta: dict, path: Path | str) -> tuple[int, float]:
-    """(image_size, threshold) of a checkpoint, or a ConfigError saying why it cannot be used."""
+def read_record(meta: dict, path: Path | str, levels: int = 4) -> tuple[int, float]:
+    """(image_size, threshold) of a checkpoint, or a ConfigError saying why it cannot be used: the
+    size by the rules of a run's dataset.image_size (for the checkpoint's `levels`), the threshold
+    a probability strictly between 0 and 1."""
     rule = meta.get("preprocessing") or {}
     if "image_size" not in meta or not rule:
         raise ConfigError(
             f"checkpoint={str(path)!r} does not record the preprocessing it was trained with (image size, "
             "resizing), and predicting with another one gives wrong masks. Use a checkpoint written by this "
             "version: `unet-transfer recommend STUDY`, or a run with save_weights=PATH.")
+    if not isinstance(rule, dict):
+        raise damaged(path, f"its preprocessing record is {rule!r}, not the rule and version this project writes")
     if rule.get("rule") != RULE or rule.get("version") != PREPROCESS_VERSION:
         raise ConfigError(
             f"checkpoint={str(path)!r} was trained with preprocessing {rule.get('rule')!r} version "
             f"{rule.get('version')!r}; this version of unet-transfer applies {RULE!r} version "
             f"{PREPROCESS_VERSION}. Predict with the unet-transfer version that trained it, or train it again.")
-    return int(meta["image_size"]), float(meta.get("threshold", THRESHOLD))
+    return check_size(meta["image_size"], path, levels), check_threshold(meta.get("threshold", THRESHOLD), path)
+
+
+def damaged(path: Path | str, what: str) -> ConfigError:
+    return ConfigError(f"checkpoint={str(path)!r}: {what}. This project never writes that: the file is damaged "
+                       "or edited; write it again (save_weights=PATH, or `unet-transfer recommend STUDY`).")
+
+
+def check_size(size, path: Path | str, levels: int) -> int:
+    from unet_transfer.blocks import Blocks
+    from unet_transfer.training.validate import check_image_size
+
+    try:
+        check_image_size(size, Blocks(levels))
+    except ConfigError as error:
+        raise damaged(path, f"its recorded {str(error).rstrip('.')}") from None
+    if size > MAX_IMAGE_SIZE:
+        raise damaged(path, f"its recorded dataset.image_size={size} is beyond any size a U-Net here trains at "
+                            f"(at most {MAX_IMAGE_SIZE}; the paper uses 256)")
+    return size
+
+
+def check_threshold(threshold, path: Path | str) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        raise damaged(path, f"its recorded threshold={threshold!r} is not a probability strictly between 0 and 1")
+    return float(threshold)
 
 
 def network_input(grey: np.ndarray, image_size: int) -> np.ndarray:

@@ -4,8 +4,10 @@ and what `unet-transfer predict` and `export` read.
 Two files hold the same tensors: the torch file (PATH) and PATH with the suffix .safetensors
 beside it, whose metadata carries the model settings and the writer's record (image size,
 preprocessing, threshold) as JSON strings, so tools outside PyTorch can read the weights.
-Loading is strict (every key and shape must match, the first difference is named) and safe
-(`weights_only` for torch files, and safetensors holds no code at all: nothing is unpickled).
+Loading is strict (every key, shape and kind of number must match, the first difference is
+named), refuses weights that are not finite, and is safe (`weights_only` for torch files, and
+safetensors holds no code at all: nothing is unpickled). A checkpoint is untrusted input: what
+it holds is checked before it is used, and every problem is one ConfigError naming the file.
 """
 
 from __future__ import annotations
@@ -101,11 +103,34 @@ def read_checkpoint(path: Path | str, setting: str = "pretrained") -> Checkpoint
                          "or use a checkpoint written by this project (save_weights=PATH).") from None
     if not isinstance(obj, dict):
         raise ConfigError(f"{setting}={str(path)!r} holds a {type(obj).__name__}, not a state dict.")
-    state = obj.get("state_dict", obj)
+    wrapped = "state_dict" in obj  # ours or Lightning's; else a bare state dict
+    state = check_tensors(obj["state_dict"] if wrapped else obj, path, setting)
     if state and all(k.startswith("model.") for k in state):  # a LightningModule's checkpoint
         state = {k[len("model."):]: v for k, v in state.items()}
-    meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
-    return Checkpoint(state, dict(obj.get("model", {})), dict(meta))
+    records = [check_record(obj.get(name, {}) if wrapped else {}, name, path, setting) for name in ("model", "meta")]
+    return Checkpoint(state, *records)
+
+
+def check_tensors(state, path: Path, setting: str) -> dict[str, torch.Tensor]:
+    """`state` if it maps names to tensors; else a ConfigError naming the first thing that is not one."""
+    fix = ("Save a plain state dict (torch.save(model.state_dict(), path)) or use a checkpoint written by this "
+           "project (save_weights=PATH).")
+    if not isinstance(state, dict):
+        raise ConfigError(f"{setting}={str(path)!r}: its state_dict is a {type(state).__name__}, not a mapping of "
+                          f"tensor names to tensors. {fix}")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise ConfigError(f"{setting}={str(path)!r} holds {key!r}: a {type(value).__name__} where a tensor "
+                              f"belongs; it is not a state dict. {fix}")
+    return state
+
+
+def check_record(record, name: str, path: Path, setting: str) -> dict:
+    """A checkpoint's `model` or `meta` record, which must be a mapping (JSON object)."""
+    if not isinstance(record, dict):
+        raise ConfigError(f"{setting}={str(path)!r}: its {name!r} record is a {type(record).__name__}, not the "
+                          "mapping save_weights writes; write the checkpoint again (save_weights=PATH).")
+    return dict(record)
 
 
 def read_safetensors(path: Path, setting: str) -> Checkpoint:
@@ -132,10 +157,23 @@ def read_state_dict(path: Path | str) -> tuple[dict[str, torch.Tensor], dict]:
     return checkpoint.state, checkpoint.model
 
 
-def load_state(model: nn.Module, checkpoint: Checkpoint, path: Path | str, setting: str = "pretrained") -> None:
-    """Load `checkpoint` into `model` strictly: the first missing, extra or misshapen tensor is named."""
-    state, saved_config, expected = checkpoint.state, checkpoint.model, model.state_dict()
-    hint = f" The checkpoint was made with model settings {saved_config}." if saved_config else ""
+def kind(tensor: torch.Tensor) -> str:
+    """The kind of number a tensor holds: a checkpoint may store float weights at another precision,
+    never as integers (a safetensors header relabelled I32 reads the float bytes as integers)."""
+    if tensor.is_floating_point():
+        return "floating point"
+    if tensor.is_complex():
+        return "complex"
+    return "boolean" if tensor.dtype == torch.bool else "integer"
+
+
+def check_state(expected: dict[str, torch.Tensor], checkpoint: Checkpoint, path: Path | str,
+                setting: str = "pretrained", hint: str | None = None) -> None:
+    """The checkpoint's tensors are exactly `expected`'s keys, shapes and kinds of number; else a
+    ConfigError naming the first difference. `expected` may live on the meta device (no memory)."""
+    state, saved_config = checkpoint.state, checkpoint.model
+    if hint is None:
+        hint = f" The checkpoint was made with model settings {saved_config}." if saved_config else ""
     for key, tensor in expected.items():
         if key not in state:
             raise ConfigError(f"{setting}={str(path)!r} has no tensor {key!r}: it is not a checkpoint of this model.{hint}")
@@ -145,10 +183,35 @@ def load_state(model: nn.Module, checkpoint: Checkpoint, path: Path | str, setti
                 f"{tuple(tensor.shape)}. Use the model settings (model.width, model.levels, ...) the "
                 f"checkpoint was trained with.{hint}"
             )
+        if kind(state[key]) != kind(tensor):
+            raise ConfigError(
+                f"{setting}={str(path)!r}: {key!r} holds {str(state[key].dtype).removeprefix('torch.')} values, the "
+                f"model expects {kind(tensor)} ({str(tensor.dtype).removeprefix('torch.')}): the file does not hold "
+                "the numbers it was written with. Write it again (save_weights=PATH).")
     extra = sorted(set(state) - set(expected))
     if extra:
         raise ConfigError(f"{setting}={str(path)!r} has tensor(s) this model lacks, first {extra[0]!r}.{hint}")
-    model.load_state_dict(state, strict=True)
+
+
+def check_finite(checkpoint: Checkpoint, path: Path | str, setting: str = "pretrained") -> None:
+    """Weights holding NaN or inf (a diverged training saved anyway) would train or predict nothing
+    but NaN: refused, naming the first such tensor."""
+    for key, tensor in checkpoint.state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            nan, inf = int(torch.isnan(tensor).sum()), int(torch.isinf(tensor).sum())
+            what = " and ".join(f"{count} {name}" for count, name in ((nan, "NaN"), (inf, "inf")) if count)
+            raise ConfigError(
+                f"{setting}={str(path)!r}: tensor {key!r} holds {what} value(s) of {tensor.numel()}; the training "
+                "that wrote it diverged. Use a checkpoint with finite weights (an earlier one, or train again, "
+                "e.g. with a lower learning rate).")
+
+
+def load_state(model: nn.Module, checkpoint: Checkpoint, path: Path | str, setting: str = "pretrained") -> None:
+    """Load `checkpoint` into `model` strictly: the first missing, extra, misshapen, mistyped or
+    non-finite tensor is named."""
+    check_state(model.state_dict(), checkpoint, path, setting)
+    check_finite(checkpoint, path, setting)
+    model.load_state_dict(checkpoint.state, strict=True)
 
 
 def load_pretrained(model: nn.Module, path: Path | str) -> dict:
