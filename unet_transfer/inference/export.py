@@ -8,8 +8,8 @@ size N, and return `probability` (N, 1, S, S); foreground is probability > thres
 
 Each file is checked after writing against the PyTorch network, on random inputs at batch
 sizes 1 and 3 and on real images (`--check-images DIR`): the largest difference is printed
-and must stay within `--tolerance` (1e-4), else the exit code is 1. ONNX is checked with
-onnxruntime when it is installed (`pip install 'unet-transfer[export]'`).
+and must stay within `--tolerance` (1e-4), else (also when it is NaN) the exit code is 1.
+ONNX is checked with onnxruntime when it is installed (`pip install 'unet-transfer[export]'`).
 
 ONNX is written by torch.onnx's TorchScript-based exporter (`dynamo=False`): it needs only
 the `onnx` package, while the newer torch.export-based one needs `onnxscript` too, for the
@@ -164,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         if difference is None:
             print(f"Wrote {path} (not checked: install onnxruntime to compare it with PyTorch)")
             continue
-        failed |= difference > args.tolerance
-        verdict = "within" if difference <= args.tolerance else "NOT within"
+        within = difference <= args.tolerance  # False for NaN too: a NaN output is a failed check
+        failed |= not within
+        verdict = "within" if within else "NOT within"
         print(f"Wrote {path}: largest difference from PyTorch {difference:.2e}, {verdict} {args.tolerance:g}")
     return 1 if failed else 0
 
