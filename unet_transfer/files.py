@@ -2,7 +2,9 @@
 
 `atomic_path` writes to a hidden temporary file beside the target and renames it into place
 only when writing succeeded: a crash or a kill never leaves a half-written file under the
-real name, and readers never see one. `file_lock` serialises processes on a lock file
+real name, and readers never see one. The file gets the mode a plain open() would give it (that
+of the file it replaces, else 0666 less the umask), whatever mode its writer created it with.
+`file_lock` serialises processes on a lock file
 (filelock: works on every OS and is released when its process dies).
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +26,30 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
     try:
         yield tmp
+        os.chmod(tmp, plain_mode(path))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (os.umask can only set it)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+def plain_mode(path: Path, folder: bool = False) -> int:
+    """The mode open() (mkdir for a folder) would give `path`: an existing file keeps its mode, a new
+    one gets 0666 (0777) less the umask. Temporary files (mkstemp, mkdtemp, some writers) are 0600/0700,
+    so each renamed file gets this instead: every artefact readable alike."""
+    if not folder and path.is_file():
+        return stat.S_IMODE(path.stat().st_mode)
+    return (0o777 if folder else 0o666) & ~umask()
 
 
 def atomic_write_text(path: Path | str, text: str) -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from unet_transfer.data.arrays import SegmentationSet
-from unet_transfer.files import file_lock
+from unet_transfer.files import file_lock, plain_mode
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def save_set(folder: Path, data: SegmentationSet, key: dict) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
+        os.chmod(staging, plain_mode(folder, folder=True))  # mkdtemp's 0700 would hide it from other users
         np.save(staging / "images.npy", data.images)
         np.save(staging / "masks.npy", np.packbits(data.masks, axis=-1))
         index = {"ids": list(data.ids), "labels": None if data.labels is None else list(data.labels),
