@@ -100,6 +100,11 @@ def test_unfreezing_releases_the_norms_and_the_model_still_pickles(network):
     norms = [m for root in blocks.of(1) for m in root.modules() if protocol._is_held_norm(m)]
     assert norms and all(protocol.norms_held(m) for m in norms)
     pickle.loads(pickle.dumps(model))  # the hold is no closure
+    twin = copy.deepcopy(model)  # the analysis keeps a copy of the loaded network
+    twin_norms = [m for m in twin.modules() if protocol.norms_held(m)]
+    assert len(twin_norms) == len(norms)
+    protocol.release_norms([twin], training=True)
+    assert all(m.training for m in twin_norms) and all(protocol.norms_held(m) for m in norms)
     protocol.set_frozen_blocks(model, set(), blocks)  # gradual unfreezing: block 1 trains again
     model.train()
     assert all(m.training and not protocol.norms_held(m) for m in norms)
