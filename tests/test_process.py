@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SYNTHETIC, TINY
 
 
@@ -161,3 +160,114 @@ def test_sweep_workers_ignore_ctrl_c_and_are_killed_when_the_sweep_stops():
     while any(alive(pid) for pid in workers) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in workers)
+
+
+def small_study(root: Path) -> Path:
+    from test_recommend import fake_run
+
+    for direction, k, dice in (("shallow_to_deep", 3, (0.8, 0.7)), ("deep_to_shallow", 3, (0.75, 0.7))):
+        for fold, value in enumerate(dice):
+            fake_run(root, direction, k, fold, value)
+    return root
+
+
+def test_a_report_stopped_midway_marks_its_folder_and_never_leaves_an_old_summary_beside_new_figures(
+        tmp_path, monkeypatch, caplog):
+    import logging
+
+    from unet_transfer.report import INCOMPLETE, write_report
+    from unet_transfer.report.registry import ENTRIES, Entry, discover
+
+    study = small_study(tmp_path)
+    first = write_report(study)
+    assert first["summary.md"].is_file() and not (study / INCOMPLETE).exists()
+    discover()
+
+    def killed(report, out):
+        raise KeyboardInterrupt  # the report killed (Ctrl-C) after the first entries wrote new files
+
+    monkeypatch.setitem(ENTRIES, "killed", Entry("killed", 35, killed))
+    with pytest.raises(KeyboardInterrupt):
+        write_report(study)
+    assert "being rewritten" in (study / INCOMPLETE).read_text()
+    assert not (study / "summary.md").exists()  # the old one described the old figures
+    monkeypatch.delitem(ENTRIES, "killed")
+    with caplog.at_level(logging.INFO, logger="unet_transfer.report"):
+        again = write_report(study)
+    assert again["summary.md"].is_file() and not (study / INCOMPLETE).exists()
+    said = [r.getMessage() for r in caplog.records]
+    assert "report: summary.csv ..." in said and "report: stats.md ..." in said  # what runs now, as it runs
+
+
+@pytest.fixture
+def clean_threads(monkeypatch):
+    """No thread setting from outside, and this process's threads as they were after the test."""
+    import torch
+
+    for name in ("UNET_TRANSFER_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    before = torch.get_num_threads()
+    yield monkeypatch
+    torch.set_num_threads(before)
+
+
+def test_one_process_threads_are_the_cores_other_work_leaves_and_a_setting_wins(clean_threads):
+    from unet_transfer import hardware
+    from unet_transfer.errors import ConfigError
+
+    clean_threads.setattr(hardware, "usable_cores", lambda: 2)
+    clean_threads.setattr(hardware.os, "cpu_count", lambda: 2)
+    assert hardware.threads_for_one_process(busy=0.5) == (
+        1, "threads: 1 of 2 cores (1 busy with other work); set UNET_TRANSFER_THREADS to choose")
+    assert hardware.threads_for_one_process(busy=0.1)[0] == 2
+    assert hardware.threads_for_one_process(busy=1.0)[0] == 1  # never none
+    clean_threads.setenv("OMP_NUM_THREADS", "1")  # a sweep's launcher gave this run its share
+    assert hardware.threads_for_one_process(busy=0.0) == (1, "threads: 1 of 2 cores (as set: OMP_NUM_THREADS=1)")
+    clean_threads.setenv("UNET_TRANSFER_THREADS", "2")
+    assert hardware.threads_for_one_process(busy=1.0)[0] == 2
+    assert hardware.threads_for_one_process(3, busy=1.0) == (3, "threads: 3 of 2 cores (as set: threads=3)")
+    clean_threads.setenv("UNET_TRANSFER_THREADS", "many")
+    with pytest.raises(ConfigError, match="UNET_TRANSFER_THREADS='many' is not a whole number"):
+        hardware.threads_for_one_process()
+
+
+def test_report_chooses_its_threads_from_the_free_cores_and_says_so(tmp_path, clean_threads, capsys):
+    import torch
+
+    from unet_transfer import hardware
+    from unet_transfer.report.__main__ import main
+
+    clean_threads.setattr(hardware, "usable_cores", lambda: 2)
+    clean_threads.setattr(hardware.os, "cpu_count", lambda: 2)
+    clean_threads.setattr(hardware, "cpu_busy_now", lambda window_s=1.0: 0.5)  # one core busy elsewhere
+    assert main([str(small_study(tmp_path))]) == 0
+    assert "threads: 1 of 2 cores (1 busy with other work)" in capsys.readouterr().err
+    assert torch.get_num_threads() == 1
+    assert main([str(tmp_path), "--threads", "0"]) == 2
+    assert "threads=0 must be at least 1" in capsys.readouterr().err
+
+
+def test_recommend_trains_with_the_precision_and_layout_its_runs_recorded_and_shows_each_epoch(
+        tmp_path, make_cfg, caplog):
+    """fast.auto's choice depends on the thread count (fp32 at 2 threads, bf16 at 1): the final
+    network must not measure again, it takes what the study's runs trained with."""
+    import logging
+
+    from omegaconf import OmegaConf
+
+    from unet_transfer.inference.final import recipe, train_final
+
+    run = tmp_path / "study" / "fold=0"
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save(make_cfg("fold=0", "trainer.max_epochs=2"), run / ".hydra" / "config.yaml", resolve=True)
+    recorded = {"precision": "32-true", "channels_last": True, "compile": False, "chosen_by": "measured"}
+    row = {"label": "Shallow to deep, k=3", "runs": [
+        {"path": str(run), "relpath": "fold=0", "seed": 0, "fold": 0, "settings": {}, "fast": recorded}]}
+    cfg = recipe(row, tmp_path / "recommended")
+    assert (cfg.trainer.precision, cfg.fast.channels_last, cfg.fast.compile) == ("32-true", True, False)
+    with caplog.at_level(logging.INFO, logger="unet_transfer"):
+        final = train_final(cfg)
+    assert final.precision == "32-true"
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "all given explicitly" in said and "fast.auto on" not in said  # not measured again
+    assert "epoch 1/2, loss " in said and "epoch 2/2, loss " in said

@@ -79,3 +79,56 @@ def cpu_busy_now(window_s: float = 1.0, stat: str = "/proc/stat") -> float | Non
     if first is None or second is None or second[1] <= first[1]:
         return None
     return (second[0] - first[0]) / (second[1] - first[1])
+
+
+THREADS_ENV = "UNET_TRANSFER_THREADS"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container or `taskset` may allow fewer than exist)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def threads_for_one_process(setting: int | str | None = None, busy: float | None = None,
+                            window_s: float = 0.3) -> tuple[int, str]:
+    """(threads, why) for a command that is the only training on the machine (one run, report,
+    recommend, pretraining). Every core is right on an idle machine, but where other work holds
+    cores, threads that wait for them stall every step (35 min against 3 for a pretraining on 2
+    shared cores). First wins: `setting` (e.g. `threads=`), $UNET_TRANSFER_THREADS, $OMP_NUM_THREADS
+    (a sweep's launcher sets it per run), else the cores minus those busy with other work now
+    (`busy`: a share of all cores, measured when not given), at least 1."""
+    from unet_transfer.errors import ConfigError
+
+    cores = usable_cores()
+    hint = f"set {THREADS_ENV} to choose"
+    for value, source in ((setting, "threads="), (os.environ.get(THREADS_ENV), f"{THREADS_ENV}="),
+                          (os.environ.get("OMP_NUM_THREADS"), "OMP_NUM_THREADS=")):
+        if value in (None, ""):
+            continue
+        try:
+            chosen = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}{value!r} is not a whole number of threads: give e.g. 1 or 2, or leave it "
+                              "unset to use the cores not busy with other work") from None
+        if chosen < 1:
+            raise ConfigError(f"{source}{value} must be at least 1 (or unset: the cores not busy with other work)")
+        return chosen, f"threads: {chosen} of {cores} cores (as set: {source}{value})"
+    share = cpu_busy_now(window_s) if busy is None else busy
+    if share is None:
+        return cores, f"threads: {cores} of {cores} cores (other work unknown); {hint}"
+    taken = min(cores, round(share * (os.cpu_count() or cores)))
+    chosen = max(1, cores - taken)
+    return chosen, f"threads: {chosen} of {cores} cores ({taken} busy with other work); {hint}"
+
+
+def use_threads(threads: int) -> None:
+    """Make this process compute on `threads` cores: torch's pool now, and the OpenMP/BLAS pools
+    of libraries not loaded yet (they read the environment once, when loaded)."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)

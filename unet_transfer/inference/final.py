@@ -68,7 +68,7 @@ def recipe(row: dict, out_dir: Path) -> DictConfig:
                               f"{first.get(differ[0])!r} in {runs[0]['relpath']}, {other.get(differ[0])!r} in "
                               f"{run['relpath']}), so they are not one recipe. Rerun them alike, or choose another.")
     cfg = run_config(runs[0]["path"])
-    for key, value in {**FINAL_SETTINGS, "output_dir": str(out_dir)}.items():
+    for key, value in {**FINAL_SETTINGS, "output_dir": str(out_dir), **recorded_speed(runs)}.items():
         OmegaConf.update(cfg, key, value, force_add=True)
     try:
         OmegaConf.resolve(cfg)
@@ -76,6 +76,21 @@ def recipe(row: dict, out_dir: Path) -> DictConfig:
         raise ConfigError(f"The config of {runs[0]['relpath']} cannot be resolved here ({error.__class__.__name__}: "
                           f"{str(error).splitlines()[0]}); run recommend from the folder the study ran in.") from None
     return cfg
+
+
+def recorded_speed(runs: list[dict]) -> dict:
+    """The precision, memory layout and compilation the configuration's runs trained with (their
+    metrics.json `fast`), as explicit settings: measuring again here could choose otherwise (the
+    fastest depends on the thread count: fp32 at 2 threads, bf16 at 1), and bf16 is not fp32's
+    numbers. Where the runs differ, what most of them used; none recorded (older runs): {}."""
+    from collections import Counter
+
+    used = Counter((fast.get("precision"), fast.get("channels_last"), fast.get("compile"))
+                   for fast in (run.get("fast") for run in runs) if isinstance(fast, dict) and fast.get("precision"))
+    if not used:
+        return {}
+    precision, channels_last, compile_ = used.most_common(1)[0][0]
+    return {"trainer.precision": precision, "fast.channels_last": bool(channels_last), "fast.compile": bool(compile_)}
 
 
 def check_start(cfg: DictConfig, row: dict) -> list[str]:
@@ -95,8 +110,34 @@ def check_start(cfg: DictConfig, row: dict) -> list[str]:
     return warnings
 
 
+def epoch_line(epoch: int, epochs: int, loss: float | None, elapsed_s: float) -> str:
+    """One line per epoch, so a training of minutes shows it is moving and when it should end."""
+    left = elapsed_s / epoch * (epochs - epoch)
+    shown = "" if loss is None else f", loss {loss:.4f}"
+    return f"epoch {epoch}/{epochs}{shown}, {elapsed_s:.0f} s so far, about {left:.0f} s left"
+
+
+def epoch_lines():
+    """A Lightning callback that logs epoch_line after every training epoch."""
+    import pytorch_lightning as pl
+
+    class EpochLines(pl.Callback):
+        def on_train_start(self, trainer, module) -> None:
+            self.start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, module) -> None:
+            images = float(getattr(module, "_loss_images", 0) or 0)
+            loss = float(module._loss_sum) / images if images else None
+            log.info("%s", epoch_line(trainer.current_epoch + 1, int(trainer.max_epochs), loss,
+                                      time.perf_counter() - self.start))
+
+    return EpochLines()
+
+
 def train_final(cfg: DictConfig) -> FinalNetwork:
     """Train the recipe on every image of its dataset (logs and the CSV logger's file in output_dir)."""
+    import torch
+
     from unet_transfer.training.build import build
     from unet_transfer.training.run import quiet_lightning
     from unet_transfer.training.validate import check_settings
@@ -105,9 +146,10 @@ def train_final(cfg: DictConfig) -> FinalNetwork:
     start = time.perf_counter()
     quiet_lightning()
     source = instantiate(cfg.dataset)
-    built = build(cfg, source=source, hold_out=False)
-    log.info("Recommended network: %s, %d epochs on every image, into %s", source.name, cfg.trainer.max_epochs,
-             cfg.output_dir)
+    built = build(cfg, source=source, hold_out=False, callbacks=[epoch_lines()])
+    log.info("Recommended network: %s, %d epochs on every image (%s, %s, %s; %d threads), into %s", source.name,
+             cfg.trainer.max_epochs, built.fast["precision"], "channels-last" if built.fast.get("channels_last")
+             else "NCHW", built.fast.get("why", ""), torch.get_num_threads(), cfg.output_dir)
     built.trainer.fit(built.module, built.datamodule)
     if built.logger:
         built.logger.finalize("success")

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unet_transfer.errors import one_line_exit
 from unet_transfer.files import atomic_write_text
+from unet_transfer.hardware import threads_for_one_process
 from unet_transfer.inference.card import build_card, write_card
 from unet_transfer.inference.choose import Choice, choose, study_rows
 from unet_transfer.inference.final import FinalNetwork, check_start, recipe, train_final
@@ -105,6 +106,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--metric", default="dice", choices=list(METRICS), help="what 'best' means (default: dice)")
     parser.add_argument("--dry-run", action="store_true", help="show the ranking and the choice; train nothing")
     parser.add_argument("--force", action="store_true", help="train again even if OUT holds this recipe's network")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads (default: $UNET_TRANSFER_THREADS, else the cores not busy with other work)")
     return parser
 
 
@@ -131,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         for warning in warnings:
             print(f"Warning: {warning}")
+        threads, why = threads_for_one_process(args.threads)
+        print(why, flush=True)
+        OmegaConf.update(cfg, "threads", threads)  # build() sets torch's threads from it
         final = train_final(cfg)
         files = save(final, out, args.study, choice.chosen.label, key)
         card = build_card(args.study, choice, final, files, key, [*warnings, *report_warnings])

@@ -22,18 +22,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", metavar="OUTDIR", default=None, help="where to write (default: DIR)"
     )
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads (default: $UNET_TRANSFER_THREADS, else the cores not busy with other work)")
     args = parser.parse_args(argv)
     if args.folds is not None and args.folds < 1:
         parser.error("--folds must be a positive integer")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
+    from unet_transfer.errors import UserError
+    from unet_transfer.hardware import threads_for_one_process, use_threads
     from unet_transfer.report import NoRunsError, write_report
     from unet_transfer.report.registry import DESCRIPTIONS
 
+    def set_threads() -> None:
+        """Its figures and analyses run torch and numpy: all cores when some are busy stalls them."""
+        threads, why = threads_for_one_process(args.threads)
+        print(why, file=sys.stderr, flush=True)
+        use_threads(threads)
+
     try:
-        paths = write_report(args.dir, args.out, args.folds)
-    except NoRunsError as error:
+        paths = write_report(args.dir, args.out, args.folds, before_entries=set_threads)
+    except (NoRunsError, UserError) as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
     for name, path in paths.items():
