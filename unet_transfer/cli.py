@@ -23,8 +23,8 @@ import warnings
 
 import hydra
 
-from unet_transfer.config import CONF_DIR, register_resolvers
-from unet_transfer.errors import stop_cleanly
+from unet_transfer.config import CONF_DIR, check_config_dirs, check_yaml_files, register_resolvers
+from unet_transfer.errors import UserError, one_line_exit, stop_cleanly
 
 # name -> (module with main(argv), one line of help); `train` is Hydra's own command line.
 COMMANDS = {
@@ -45,10 +45,37 @@ warnings.filterwarnings("ignore", message="(?s).*submitit_local' is validated ag
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def train_main(cfg):
+def hydra_train(cfg):
     from unet_transfer.training.run import run_or_exit
 
     return run_or_exit(cfg)
+
+
+def config_dirs_in(args: list[str]) -> list[str]:
+    """The user config folders a train command line names: `--config-dir DIR` (`-cd DIR`,
+    `--config-dir=DIR`) and the file:// entries of `hydra.searchpath=[...]`."""
+    dirs = []
+    for before, arg in zip(["", *args], args):
+        if before in ("--config-dir", "-cd"):
+            dirs.append(arg)
+        elif arg.startswith("--config-dir="):
+            dirs.append(arg.split("=", 1)[1])
+        elif arg.startswith("hydra.searchpath="):
+            entries = (entry.strip() for entry in arg.split("=", 1)[1].strip("[]").split(","))
+            dirs += [entry.removeprefix("file://") for entry in entries if entry.startswith("file://")]
+    return dirs
+
+
+def train_main() -> None:
+    """`unet-transfer train` / `python train.py`: the user's config folders and every config file's
+    YAML are checked first (one line and exit code 2, not Hydra's traceback), then Hydra runs."""
+    try:
+        dirs = config_dirs_in(sys.argv[1:])
+        check_config_dirs(dirs)
+        check_yaml_files([CONF_DIR, *dirs])
+    except UserError as error:
+        raise SystemExit(one_line_exit(error)) from None
+    hydra_train()
 
 
 def usage() -> str:

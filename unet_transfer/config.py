@@ -3,7 +3,9 @@
 The configs live in the repository's top-level `conf/`; a wheel ships the same files inside
 the package (`unet_transfer/conf`, mapped in pyproject.toml), so the commands work from any
 folder. A user's own config folder joins the search path with `--config-dir DIR` (or
-`hydra.searchpath=[file://DIR]`): its `dataset/mine.yaml` is then `dataset=mine`.
+`hydra.searchpath=[file://DIR]`): its `dataset/mine.yaml` is then `dataset=mine`. A folder that
+is not there, or a YAML file that does not parse, is one ConfigError line naming it (the commands
+exit with code 2), not ignored and not a traceback from inside Hydra.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import secrets
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+from unet_transfer.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TOKEN_VARIABLE = "UNET_TRANSFER_RUN_TOKEN"
@@ -37,17 +41,71 @@ def searchpath_override(extra_dirs) -> list[str]:
     return [f"hydra.searchpath=[{','.join(dirs)}]"] if dirs else []
 
 
+def check_config_dirs(dirs) -> None:
+    """A user's config folder that is not there is an error: Hydra would skip it (or say so in a
+    traceback), and the run would then use other configs than the user meant."""
+    for folder in dirs or ():
+        if not Path(folder).is_dir():
+            raise ConfigError(f"--config-dir {folder}: no such folder ({Path(folder).resolve()}); give the folder "
+                              "that holds your dataset/, experiment/, ... configs")
+
+
+def shown(path: str) -> str:
+    """`path` relative to the current folder where it lies below it (as the user typed it, mostly)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
+def yaml_problem(error: BaseException | None) -> ConfigError | None:
+    """The YAML syntax error behind `error` (raised by Hydra while composing) as one line: the
+    file, the line, what is wrong; None if `error` is not one."""
+    import yaml
+
+    while error is not None:
+        if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+            mark = error.problem_mark
+            return ConfigError(f"{shown(mark.name)} line {mark.line + 1}: {error.problem or error.context}; "
+                               "fix the YAML")
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def check_yaml_files(dirs) -> None:
+    """Every config file in `dirs` (and its group folders) parses as YAML: checked before Hydra
+    composes, whose own report of a syntax error is a long traceback."""
+    import yaml
+
+    for folder in map(Path, dirs or ()):
+        for path in sorted(p for pattern in ("*.yaml", "*/*.yaml", "*/*/*.yaml") for p in folder.glob(pattern)):
+            try:
+                with open(path) as handle:
+                    for _ in yaml.parse(handle, Loader=yaml.SafeLoader):
+                        pass
+            except yaml.YAMLError as error:
+                raise (yaml_problem(error) or ConfigError(f"{shown(str(path))}: {error}; fix the YAML")) from None
+
+
 def compose_config(overrides: list[str], extra_dirs=()):
     """The config a run with these overrides gets, composed in this process (no Hydra run)."""
     from hydra import compose, initialize_config_dir
 
+    check_config_dirs(extra_dirs)
     register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=[*searchpath_override(extra_dirs), *overrides])
+        try:
+            return compose(config_name="config", overrides=[*searchpath_override(extra_dirs), *overrides])
+        except Exception as error:
+            problem = yaml_problem(error)
+            if problem is None:
+                raise
+            raise problem from None
 
 
 def experiments(extra_dirs=()) -> list[str]:
     """Names of the experiment configs (the package's and the user's)."""
+    check_config_dirs(extra_dirs)
     folders = [Path(CONF_DIR), *map(Path, extra_dirs or ())]
     return sorted({p.stem for folder in folders for p in (folder / "experiment").glob("*.yaml")})
 
