@@ -55,7 +55,7 @@ def config_dirs_in(args: list[str]) -> list[str]:
     """The user config folders a train command line names: `--config-dir DIR` (`-cd DIR`,
     `--config-dir=DIR`) and the file:// entries of `hydra.searchpath=[...]`."""
     dirs = []
-    for before, arg in zip(["", *args], args):
+    for before, arg in zip(["", *args[:-1]], args, strict=True):
         if before in ("--config-dir", "-cd"):
             dirs.append(arg)
         elif arg.startswith("--config-dir="):
