@@ -49,3 +49,10 @@ def test_train_says_a_yaml_error_in_one_line(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip() == ("Error: myconf/dataset/mine.yaml line 3: mapping values are not allowed here; "
                                      "fix the YAML")
+
+
+def test_the_config_folders_of_a_train_command_line():
+    from unet_transfer.cli import config_dirs_in
+
+    assert config_dirs_in([]) == [] and config_dirs_in(["-m", "fold=0"]) == []
+    assert config_dirs_in(["-cd", "a", "--config-dir=b", "x=1", "hydra.searchpath=[file:///c,pkg://d]"]) == ["a", "b", "/c"]

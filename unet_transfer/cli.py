@@ -55,8 +55,8 @@ def config_dirs_in(args: list[str]) -> list[str]:
     """The user config folders a train command line names: `--config-dir DIR` (`-cd DIR`,
     `--config-dir=DIR`) and the file:// entries of `hydra.searchpath=[...]`."""
     dirs = []
-    for before, arg in zip(["", *args[:-1]], args, strict=True):
-        if before in ("--config-dir", "-cd"):
+    for index, arg in enumerate(args):
+        if index and args[index - 1] in ("--config-dir", "-cd"):
             dirs.append(arg)
         elif arg.startswith("--config-dir="):
             dirs.append(arg.split("=", 1)[1])
