@@ -85,6 +85,7 @@ def choices_file():
     lambda stored: {key: {k: v for k, v in record.items() if k != "step_s"} for key, record in stored.items()},
     lambda stored: {key: {**record, "timings": []} for key, record in stored.items()},
     lambda stored: {key: "fp32" for key in stored},
+    lambda stored: {key: {**record, "measurements": "two"} for key, record in stored.items()},
 ])
 def test_a_choices_file_of_the_wrong_shape_is_measured_again_not_a_traceback(make_cfg, monkeypatch, damage):
     import json

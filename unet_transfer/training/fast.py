@@ -150,6 +150,8 @@ def is_record(record) -> bool:
     """A record as `choose` writes it: every field the reader needs, of its type."""
     if not isinstance(record, dict) or not all(isinstance(record.get(k), t) for k, t in RECORD_FIELDS.items()):
         return False
+    if not isinstance(record.get("measurements", 1), int) or not isinstance(record.get("other_work"), (int, float, type(None))):
+        return False  # fields older records lack, but of the wrong type when present
     try:
         recorded_timings(record)
     except (TypeError, ValueError):
