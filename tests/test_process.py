@@ -271,3 +271,31 @@ def test_recommend_trains_with_the_precision_and_layout_its_runs_recorded_and_sh
     said = "\n".join(r.getMessage() for r in caplog.records)
     assert "all given explicitly" in said and "fast.auto on" not in said  # not measured again
     assert "epoch 1/2, loss " in said and "epoch 2/2, loss " in said
+
+
+def test_a_dataset_warning_is_said_in_full_once_then_as_one_short_line(make_cfg, caplog):
+    """Every run of a study reads the same cache entry: the long warning once, not once per run."""
+    import dataclasses
+    import logging
+
+    from unet_transfer.training.build import build_datamodule
+
+    long = "busi: 3 mask(s) were resized to an image of another aspect ratio: " + "x" * 300
+    said = []
+    for fold in (0, 1, 0):  # three runs of a study on one dataset
+        datamodule = build_datamodule(make_cfg(f"fold={fold}"))
+        load = datamodule.source.load
+
+        def with_warning(cache_dir, load=load):
+            data, folder = load(cache_dir)
+            return dataclasses.replace(data, warnings=(long,)), folder
+
+        datamodule.source.load = with_warning
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="unet_transfer"):
+            datamodule.setup("fit")
+        said.append([(r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("Data: ")])
+    assert said[0] == [(logging.WARNING, f"Data: {long}")]
+    for later in said[1:]:
+        assert len(later) == 1 and later[0][0] == logging.INFO and len(later[0][1]) < 200, later
+        assert "1 warning" in later[0][1] and "metrics.json" in later[0][1]

@@ -3,8 +3,11 @@ swallowed (DataWarning; the run logs it and writes it into metrics.json `warning
 
 from __future__ import annotations
 
+import logging
+import os
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from unet_transfer.data.arrays import SegmentationSet
 from unet_transfer.errors import DataWarning
@@ -47,3 +50,27 @@ def captured(make: Callable):
         else:
             warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
     return result, messages
+
+
+SAID = "warnings_said"  # in a cache entry: its warnings were logged in full once
+
+
+def say_once(folder: Path, messages: Sequence[str], log: logging.Logger) -> None:
+    """A dataset's warnings in full by the first run that reads its cache entry, then one short
+    line: every run of a study reads the same entry, and a long warning per run buries the rest.
+    metrics.json (`warnings`) and the report keep them all."""
+    if not messages:
+        return
+    try:
+        descriptor = os.open(Path(folder) / SAID, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        log.info("Data: %d warning(s) about this dataset, in full in the log of the first run that read it and "
+                 "in metrics.json `warnings`", len(messages))
+        return
+    except OSError:  # a read-only cache: say them every time
+        descriptor = None
+    if descriptor is not None:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write("\n".join(messages) + "\n")
+    for message in messages:
+        log.warning("Data: %s", message)

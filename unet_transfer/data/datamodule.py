@@ -21,6 +21,7 @@ from unet_transfer.data import augment as augmentation
 from unet_transfer.data import splits
 from unet_transfer.data.arrays import SegmentationSet
 from unet_transfer.data.cache import cached_set
+from unet_transfer.data.checks import say_once
 from unet_transfer.errors import ConfigError
 
 log = logging.getLogger("unet_transfer")
@@ -189,6 +190,5 @@ class FoldDataModule(SegmentationDataModule):
                      len(self.train_rows), len(self.test_rows), kept)
         else:
             log.info("All of %s: %d train images, none held out%s", self.source.name, len(self.train_rows), kept)
-        for warning in data.warnings:
-            log.warning("Data: %s", warning)
+        say_once(self.cache_folder, data.warnings, log)
 
