@@ -17,6 +17,7 @@ from unet_transfer.data.arrays import SegmentationSet
 from unet_transfer.data.cache import cache_folder, cached_set, ensure_cached
 from unet_transfer.data.checks import captured, check_masks
 from unet_transfer.errors import ConfigError
+from unet_transfer.training.validate import whole
 
 SIMULATOR_VERSION = 2  # bump when a simulator's output changes, so caches are rebuilt
 
@@ -80,6 +81,7 @@ class SimulatedSource(Source):
 
         if kind not in SIMULATORS:
             raise ConfigError(f"dataset.kind={kind!r} is not a simulator; choose one of {sorted(SIMULATORS)}.")
+        whole(n_images, "dataset.n_images", 1, " (how many images to simulate)")
         self.name, self.kind, self.n_images, self.image_size, self.seed = name, kind, n_images, image_size, seed
         self.settings = dict(settings)
 
@@ -98,6 +100,9 @@ class ReaderSource(Source):
 
     def __init__(self, name: str, reader: str, root: str, image_size: int, on_size_mismatch: str = "error",
                  mask_threshold: float | None = None, **options):
+        if root is None or not str(root).strip():
+            raise ConfigError(f"dataset.root={root!r} is not a folder: dataset={name} reads your images from a folder; "
+                              "give it, e.g. dataset.root=path/to/data.")
         self.name, self.reader, self.root, self.image_size = name, reader, Path(root), image_size
         self.on_size_mismatch, self.mask_threshold, self.options = on_size_mismatch, mask_threshold, dict(options)
         self.settings: dict = {}

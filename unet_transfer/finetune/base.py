@@ -8,11 +8,15 @@ parameter outside its groups keeps requires_grad=False, so frozen stays bit-iden
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import inspect
+from collections.abc import Collection, Iterable, Mapping
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
+
+from unet_transfer.blocks import Blocks
+from unet_transfer.errors import ConfigError
 
 
 class Method(pl.Callback):
@@ -23,6 +27,30 @@ class Method(pl.Callback):
     def __init__(self, **settings):
         self.settings = settings
         self._trained: dict[int, int] = {}  # id -> size of every parameter that had a learning rate
+
+    # --- its settings, checked before anything loads -------------------------------------------
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """The method's settings (the arguments of __init__) and their default values."""
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return {p.name: p.default for p in parameters if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                                                          p.KEYWORD_ONLY)}
+
+    @classmethod
+    def check(cls, settings: Mapping, layout: Blocks, first: Collection[int]) -> None:
+        """Every `finetune.*` setting, checked before any data or training loads (a ConfigError
+        naming it): names here, values in check_values. `first`: the blocks that train first."""
+        known = cls.defaults()
+        for name in settings:
+            if name not in known:
+                offer = f"its settings are {', '.join(known)}" if known else "it has no settings"
+                raise ConfigError(f"finetune.{name}: not a setting of finetune={cls.name}; {offer}.")
+        cls.check_values({**known, **settings}, layout, tuple(first))
+
+    @classmethod
+    def check_values(cls, values: dict, layout: Blocks, first: tuple[int, ...]) -> None:
+        """A method's own checks of its values (defaults filled in); the paper's way has none."""
 
     # --- what trains, and how fast ---------------------------------------------------------
 

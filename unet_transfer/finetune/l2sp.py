@@ -15,7 +15,9 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from unet_transfer.blocks import Blocks
 from unet_transfer.finetune.base import Method
+from unet_transfer.training.validate import number
 
 
 class L2SP(Method):
@@ -25,6 +27,11 @@ class L2SP(Method):
         super().__init__(alpha=alpha, beta=beta)
         self.alpha, self.beta = alpha, beta
         self.anchor: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def check_values(cls, values: dict, layout: Blocks, first: tuple[int, ...]) -> None:
+        number(values["alpha"], "finetune.alpha", at_least=0, what=" (the pull toward the pretrained weights, e.g. 0.01)")
+        number(values["beta"], "finetune.beta", at_least=0, what=" (weight decay of new parameters, e.g. 0.01)")
 
     def prepare(self, model: nn.Module, trainable: Iterable[int]) -> None:
         super().prepare(model, trainable)

@@ -16,6 +16,7 @@ from torch import nn
 from unet_transfer.blocks import Blocks
 from unet_transfer.errors import ConfigError
 from unet_transfer.finetune.base import Method
+from unet_transfer.training.validate import number
 
 
 class LayerLR(Method):
@@ -23,17 +24,25 @@ class LayerLR(Method):
 
     def __init__(self, decay: float = 0.5, faster: str = "deep", factors: Sequence[float] | None = None,
                  depth: str = "longest"):
-        if faster not in ("deep", "shallow"):
-            raise ConfigError(f"finetune.faster={faster!r}: use deep (ULMFiT) or shallow.")
-        if not 0 <= decay <= 1:
-            raise ConfigError(f"finetune.decay={decay!r}: a factor in [0, 1] per depth tier.")
         super().__init__(decay=decay, faster=faster, factors=list(factors) if factors else None, depth=depth)
         self.decay, self.faster, self.factors, self.depth = decay, faster, self.settings["factors"], depth
 
+    @classmethod
+    def check_values(cls, values: dict, layout: Blocks, first: tuple[int, ...]) -> None:
+        if values["faster"] not in ("deep", "shallow"):
+            raise ConfigError(f"finetune.faster={values['faster']!r}: use deep (ULMFiT) or shallow.")
+        number(values["decay"], "finetune.decay", at_least=0, at_most=1, what=" (a factor per depth tier)")
+        Blocks(layout.levels, values["depth"])  # names a bad depth
+        factors = values["factors"]
+        if factors is not None:
+            if isinstance(factors, str) or not isinstance(factors, Sequence) or len(factors) != layout.n:
+                raise ConfigError(f"finetune.factors={factors!r}: give one factor per block, {layout.n} values "
+                                  f"(e.g. [{', '.join(['1'] * layout.n)}]).")
+            for factor in factors:
+                number(factor, "finetune.factors", at_least=0, what=" each (a share of the learning rate)")
+
     def factor(self, layout: Blocks, block: int) -> float:
         if self.factors is not None:
-            if len(self.factors) != layout.n:
-                raise ConfigError(f"finetune.factors has {len(self.factors)} values; the model has {layout.n} blocks.")
             return float(self.factors[block - 1])
         tiers = Blocks(layout.levels, self.depth).tiers
         tier = next(i for i, members in enumerate(tiers) if block in members)

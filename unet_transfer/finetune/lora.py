@@ -16,7 +16,10 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from unet_transfer.blocks import Blocks
+from unet_transfer.errors import ConfigError
 from unet_transfer.finetune.base import Method
+from unet_transfer.training.validate import block_list, number, whole
 
 
 class LoRAConv2d(nn.Module):
@@ -55,14 +58,24 @@ class LoRA(Method):
         super().__init__(rank=rank, alpha=alpha, blocks=list(blocks) if blocks else None)
         self.rank, self.alpha, self.blocks = rank, alpha, self.settings["blocks"]
 
+    @classmethod
+    def check_values(cls, values: dict, layout: Blocks, first: tuple[int, ...]) -> None:
+        whole(values["rank"], "finetune.rank", 1, " (the adapters' inner channels, e.g. 4)")
+        number(values["alpha"], "finetune.alpha", above=0, what=" (the update is scaled by alpha/rank, e.g. 8)")
+        if values["blocks"] is not None:
+            blocks = block_list(values["blocks"], "finetune.blocks", layout)
+            if first and not set(blocks) & set(first):
+                raise ConfigError(f"finetune.blocks={blocks}: none of them trains (the freeze setting trains blocks "
+                                  f"{list(first)} first), so nothing would; choose among those, or finetune.blocks=null.")
+
     def trains(self, name: str, parameter: nn.Parameter) -> bool:
         return ".lora_" in name
 
     def prepare(self, model: nn.Module, trainable: Iterable[int]) -> None:
         trainable = set(trainable)
         chosen = trainable if self.blocks is None else trainable & set(self.blocks)
-        for number in sorted(chosen):
-            for parent in list(model.block(number).modules()):
+        for block_number in sorted(chosen):
+            for parent in list(model.block(block_number).modules()):
                 for name, child in list(parent.named_children()):
                     if isinstance(child, nn.Conv2d) and not isinstance(parent, LoRAConv2d):
                         setattr(parent, name, LoRAConv2d(child, self.rank, self.alpha))

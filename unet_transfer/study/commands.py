@@ -5,7 +5,9 @@ command), never through a file path, so they work installed and from a checkout 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
+from pathlib import Path
 
 from unet_transfer.config import PACKAGE_DIR, searchpath_override
 
@@ -13,6 +15,15 @@ from unet_transfer.config import PACKAGE_DIR, searchpath_override
 def train_command(overrides: list[str], multirun: bool = False, extra_dirs=()) -> list[str]:
     return [sys.executable, "-m", "unet_transfer", "train", *(["-m"] if multirun else []),
             *searchpath_override(extra_dirs), *overrides]
+
+
+def user_command(overrides: list[str], multirun: bool = False, extra_dirs=()) -> str:
+    """The same run as a line a user can paste into a shell, with their config folders (Hydra's
+    --config-dir takes one folder; several go in as hydra.searchpath)."""
+    dirs = [str(Path(d).resolve()) for d in extra_dirs or ()]
+    where = ["--config-dir", dirs[0]] if len(dirs) == 1 else searchpath_override(dirs)
+    words = ["unet-transfer", "train", *(["-m"] if multirun else []), *where, *map(str, overrides)]
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -16,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from unet_transfer.config import experiment_file, user_config_dirs
 from unet_transfer.errors import ConfigError
 from unet_transfer.files import atomic_write_text, file_lock
-from unet_transfer.study.commands import child_environment, train_command
+from unet_transfer.study.commands import child_environment, train_command, user_command
 
 log = logging.getLogger("unet_transfer")
 
@@ -29,6 +30,26 @@ def pretraining_overrides(cfg: DictConfig) -> list[str]:
     lines.append(f"dataset.image_size={cfg.dataset.image_size}")
     lines.append(f"trainer.accelerator={cfg.trainer.accelerator}")
     return lines
+
+
+def output_overrides(cfg: DictConfig) -> list[str]:
+    """The fine-tuning run's way of reporting, for the pretraining it starts: no progress bar when
+    it has none or when the output is no terminal (a log file: a bar writes megabytes there), no
+    logger when it has none. Not part of the recipe: neither changes the checkpoint."""
+    lines = []
+    if not cfg.trainer.get("enable_progress_bar", True) or not sys.stdout.isatty():
+        lines.append("trainer.enable_progress_bar=false")
+    if cfg.get("logger") is None:
+        lines.append("logger=none")
+    own = {str(line).split("=", 1)[0].lstrip("+~") for line in cfg.get("pretrain_overrides", [])}
+    return [line for line in lines if line.split("=", 1)[0] not in own]  # the user's pretrain_overrides win
+
+
+def pretraining_run_overrides(cfg: DictConfig, path: Path) -> list[str]:
+    """The overrides of the run that makes `path` (also what a study checks before it starts)."""
+    return [f"experiment={cfg.pretrain}", f"save_weights={path}", f"hydra.run.dir={path.parent / (path.stem + '_run')}",
+            "resume=false", "study=pretraining", *pretraining_overrides(cfg), *output_overrides(cfg),
+            *map(str, cfg.get("pretrain_overrides", []))]
 
 
 def without_thread_limits() -> dict[str, str]:
@@ -87,11 +108,10 @@ def ensure_pretrained(cfg: DictConfig, extra_dirs=None) -> None:
 
             path.unlink()  # a crash below leaves no checkpoint rather than a stale one
             safetensors_path(path).unlink(missing_ok=True)  # nor a stale twin
-        overrides = [f"experiment={cfg.pretrain}", f"save_weights={path}", f"hydra.run.dir={path.parent / (path.stem + '_run')}",
-                     "resume=false", "study=pretraining", *pretraining_overrides(cfg), *cfg.get("pretrain_overrides", [])]
+        overrides = pretraining_run_overrides(cfg, path)
         command = train_command(overrides, extra_dirs=extra_dirs)
         log.info("pretrained=%s is missing: pretraining it first with experiment=%s", path, cfg.pretrain)
         if subprocess.run(command, env=child_environment(without_thread_limits())).returncode != 0 or not path.exists():
             raise ConfigError(f"Pretraining (experiment={cfg.pretrain}) failed, so {path} was not made; "
-                              f"see its log above, or run it alone: unet-transfer train {' '.join(overrides)}")
+                              f"see its log above, or run it alone: {user_command(overrides, extra_dirs=extra_dirs)}")
         atomic_write_text(recipe_path(path), json.dumps(wanted, indent=1) + "\n")

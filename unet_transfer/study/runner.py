@@ -5,6 +5,11 @@
 Each sweep is the plain Hydra multirun a user could type (`unet-transfer train -m
 experiment=...`), so a study is resumable: finished runs are skipped, crashed or killed ones
 are redone. The pretrained checkpoint is made first, with every core, when it is missing.
+
+Before anything runs, every setting of the study is checked on a few composed runs of each
+sweep (one per value of every swept setting) and of the pretraining: a bad one stops the study
+in seconds with one line that names it. `--dry-run` prints the plan (sweeps, runs, pretraining,
+output folder) and runs nothing.
 """
 
 from __future__ import annotations
@@ -17,10 +22,22 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from unet_transfer.config import compose_config, experiments, process_token
+from unet_transfer.config import (
+    CONF_DIR,
+    compose_config,
+    experiments,
+    process_token,
+    register_resolvers,
+    searchpath_override,
+)
 from unet_transfer.errors import ConfigError, UserError, one_line_exit
-from unet_transfer.study.commands import child_environment, train_command
-from unet_transfer.study.pretrain import ensure_pretrained, recipe, up_to_date
+from unet_transfer.study.commands import child_environment, train_command, user_command
+from unet_transfer.study.pretrain import (
+    ensure_pretrained,
+    pretraining_run_overrides,
+    recipe,
+    up_to_date,
+)
 
 
 def study_plan(experiment: str, overrides: list[str], extra_dirs=()) -> tuple[str, list[list[str]], DictConfig]:
@@ -51,26 +68,101 @@ def merge_overrides(base: list[str], extra: list[str]) -> list[str]:
     return [line for line in base if key(line) not in replaced] + extra
 
 
+def sweeper_params(overrides: list[str], extra_dirs=()) -> list[str]:
+    """The sweep the experiment itself defines (hydra.sweeper.params), as overrides."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    single = [line for line, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*searchpath_override(extra_dirs), *single],
+                      return_hydra_config=True)
+    return [f"{key}={value}" for key, value in (cfg.hydra.sweeper.get("params") or {}).items()]
+
+
+def sweep_runs(sweep: list[str], extra_dirs=()) -> list[list[str]]:
+    """The override list of every run of a sweep, as Hydra's sweeper makes them (the experiment's
+    sweep params, the command line winning)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([*sweeper_params(sweep, extra_dirs), *sweep])
+    return BasicSweeper.split_arguments(parsed, None)[0]
+
+
+def check_study(study: str, runs: list[list[list[str]]], cfg: DictConfig, extra_dirs=(), pretraining=False) -> None:
+    """Every setting of the study, checked before anything runs: the study name, a few runs of
+    each sweep that hold every swept value between them, and the pretraining's own run."""
+    from hydra_plugins.unet_transfer.sweeper import covering_jobs
+    from unet_transfer.training.validate import check_settings, check_study_name
+
+    check_study_name(study)
+    for sweep in runs:
+        for job in covering_jobs(sweep):
+            check_settings(compose_config(job, extra_dirs))
+    if pretraining:
+        check_settings(compose_config(pretraining_run_overrides(cfg, Path(cfg.pretrained)), extra_dirs))
+
+
+def needs_pretraining(cfg: DictConfig, extra_dirs=()) -> bool:
+    """The study makes its pretrained checkpoint first (missing, or made by another recipe)."""
+    return bool(cfg.get("pretrained") and cfg.get("pretrain")
+                and not up_to_date(Path(cfg.pretrained), recipe(cfg, extra_dirs)))
+
+
+def print_plan(study: str, sweeps: list[list[str]], runs: list[list[list[str]]], cfg: DictConfig, extra_dirs=(),
+               pretraining: bool = False) -> None:
+    """What the study would do (`--dry-run`): the folder, the pretraining, each sweep and its runs."""
+    folder = Path.cwd() / "multirun" / study
+    finished = sum(1 for _ in folder.rglob("metrics.json")) if folder.is_dir() else 0
+    print(f"Study {study} (dry run: nothing runs)")
+    print(f"  output folder: {folder}" + (f" (holds {finished} finished runs: skipped)" if finished else ""))
+    if pretraining:
+        overrides = pretraining_run_overrides(cfg, Path(cfg.pretrained))
+        print(f"  pretraining first: {cfg.pretrained} (experiment={cfg.pretrain}): "
+              f"{user_command(overrides, extra_dirs=extra_dirs)}")
+    elif cfg.get("pretrained"):
+        print(f"  pretraining: none, the runs start from {cfg.pretrained} (there)")
+    else:
+        print("  pretraining: none (the runs train from scratch)")
+    for number, (sweep, jobs) in enumerate(zip(sweeps, runs, strict=True), 1):
+        print(f"  sweep {number}/{len(sweeps)}, {len(jobs)} runs: {user_command(sweep, True, extra_dirs)}")
+    print(f"  in all: {len(sweeps)} sweeps, {sum(map(len, runs))} runs")
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unet-transfer study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="an experiment config (demo, paper_busi, paper_udiat, paper_xray, ...)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. trainer.accelerator=gpu")
     parser.add_argument("--no-report", action="store_true", help="run the sweeps only")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check every setting and print the plan (sweeps, runs, pretraining, folder); run nothing")
     parser.add_argument("--config-dir", "-cd", action="append", default=[], metavar="DIR",
                         help="a folder of your own configs (DIR/experiment/*.yaml, DIR/dataset/*.yaml, ...)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)  # options anywhere among the overrides
     try:
+        from unet_transfer.training.validate import check_working_folder
+
+        check_working_folder()
         study, sweeps, cfg = study_plan(args.experiment, args.overrides, args.config_dir)
+        runs = [sweep_runs(sweep, args.config_dir) for sweep in sweeps]
+        pretraining = needs_pretraining(cfg, args.config_dir)
+        check_study(study, runs, cfg, args.config_dir, pretraining)
     except Exception as error:  # a UserError, also when Hydra wrapped it: one line, exit code 2
         return one_line_exit(error)
+    if args.dry_run:
+        print_plan(study, sweeps, runs, cfg, args.config_dir, pretraining)
+        return 0
     start = time.perf_counter()
     process_token()  # one invocation: its sweeps (child processes) share the token, so twins may copy
-    if cfg.get("pretrained") and cfg.get("pretrain") and not up_to_date(Path(cfg.pretrained), recipe(cfg, args.config_dir)):
+    if pretraining:
         # Made here, before any sweep, with all of the machine: with runs in parallel the first
         # run would otherwise pretrain with its share of the cores while the others wait.
         print(f"== study {study}: pretraining {cfg.pretrained} first (experiment={cfg.pretrain})", flush=True)
@@ -80,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             print(error, file=sys.stderr)
             return 1
     for number, sweep in enumerate(sweeps, 1):
-        print(f"== study {study}: sweep {number}/{len(sweeps)}: unet-transfer train -m {' '.join(sweep)}", flush=True)
+        print(f"== study {study}: sweep {number}/{len(sweeps)} ({len(runs[number - 1])} runs): "
+              f"{user_command(sweep, True, args.config_dir)}", flush=True)
         command = train_command(sweep, multirun=True, extra_dirs=args.config_dir)
         if subprocess.run(command, env=child_environment()).returncode != 0:
             print(f"Sweep {number} failed; fix the error above and run the same command again: "

@@ -1,13 +1,19 @@
 """Every setting a run can check without data or the training stack, checked first: a bad value
-stops the run in a second with one line that names it and the fix, before any preprocessing,
-pretraining or Lightning import."""
+stops the run in a second with one line that names it and the fix, before any preprocessing or
+pretraining. `unet-transfer study` runs the same checks on its sweeps' runs before it pretrains.
+
+The fine-tuning method checks its own settings (Method.check in finetune/); that imports its
+module (torch, Lightning), so it comes last, after every check that needs neither.
+"""
 
 from __future__ import annotations
 
+import math
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from unet_transfer.blocks import Blocks
 from unet_transfer.data.augment import MODES as AUGMENT_MODES
@@ -21,6 +27,34 @@ def whole(value, name: str, minimum: int, what: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name}={value!r}: must be a whole number >= {minimum}{what}.")
     return value
+
+
+def number(value, name: str, above: float | None = None, at_least: float | None = None,
+           at_most: float | None = None, what: str = "") -> float:
+    """`value` if it is a finite number within the bounds, else a ConfigError naming `name`."""
+    real = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if (not real or (above is not None and value <= above) or (at_least is not None and value < at_least)
+            or (at_most is not None and value > at_most)):
+        bounds = [f"> {above:g}" if above is not None else "", f">= {at_least:g}" if at_least is not None else "",
+                  f"<= {at_most:g}" if at_most is not None else ""]
+        raise ConfigError(f"{name}={value!r}: must be a finite number {' and '.join(b for b in bounds if b)}{what}.")
+    return value
+
+
+def flag(value, name: str) -> bool:
+    """`value` if it is true or false, else a ConfigError naming `name`."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r}: must be true or false.")
+    return value
+
+
+def block_list(value, name: str, layout: Blocks) -> list[int]:
+    """A list of block numbers of this network, else a ConfigError naming `name`."""
+    numbers = list(value) if isinstance(value, Collection) and not isinstance(value, str) else None
+    if not numbers or any(isinstance(b, bool) or not isinstance(b, int) or b not in layout.numbers for b in numbers):
+        raise ConfigError(f"{name}={value!r}: give a list of block numbers of this network, "
+                          f"{layout.numbers[0]}..{layout.numbers[-1]} (e.g. {name}=[{layout.numbers[-1]}]).")
+    return numbers
 
 
 def check_image_size(size, layout: Blocks) -> None:
@@ -38,6 +72,75 @@ def check_epochs(epochs) -> None:
         raise ConfigError(f"trainer.max_epochs={epochs!r} would train without end (Lightning reads it as 'no "
                           "limit'); give the number of epochs, e.g. trainer.max_epochs=20 (the paper).")
     whole(epochs, "trainer.max_epochs", 0)
+
+
+def missing_settings(node: DictConfig, prefix: str = "") -> list[str]:
+    """The `???` settings below `node`, without resolving any interpolation (some need a Hydra run)."""
+    found = []
+    for key in node:
+        if OmegaConf.is_missing(node, key):
+            found.append(f"{prefix}{key}")
+        elif not OmegaConf.is_interpolation(node, key) and isinstance(child := node._get_node(key), DictConfig):
+            found += missing_settings(child, f"{prefix}{key}.")
+    return found
+
+
+def check_missing(cfg: DictConfig) -> None:
+    """A `???` setting nobody gave (dataset=folder's root): named, with an example."""
+    missing = sorted(missing_settings(cfg))
+    if "dataset.root" in missing:
+        raise ConfigError(f"dataset.root is not set: dataset={cfg.dataset.get('name', 'folder')} reads your images from "
+                          "a folder; give it, e.g. dataset.root=path/to/data.")
+    if missing:
+        raise ConfigError(f"{missing[0]} is not set; give it on the command line, e.g. {missing[0]}=VALUE.")
+
+
+def check_lr(cfg: DictConfig) -> None:
+    number(cfg.optimizer.get("lr"), "optimizer.lr", above=0, what=" (the learning rate, e.g. optimizer.lr=1e-4)")
+
+
+def check_method(cfg: DictConfig, layout: Blocks, first: Collection[int]) -> None:
+    """`finetune=`: the method's own checks (Method.check), with the blocks that train first."""
+    from hydra.utils import get_class
+
+    from unet_transfer.finetune.base import Method
+
+    target = cfg.finetune.get("_target_")
+    try:
+        method = get_class(target)
+    except Exception:  # noqa: BLE001 - any import failure is a bad setting here
+        method = None
+    if not (isinstance(method, type) and issubclass(method, Method)):
+        raise ConfigError(f"finetune._target_={target!r} is not a fine-tuning method; use finetune=freeze, layer_lr, "
+                          "l2sp, bitfit, auto_rgn or lora (or a Method subclass of your own).")
+    settings = {key: value for key, value in OmegaConf.to_container(cfg.finetune, resolve=True).items()
+                if not key.startswith("_")}
+    method.check(settings, layout, first)
+
+
+def check_study_name(study) -> None:
+    """`study=` names the sweep folder multirun/<study>: every part must fit a folder name."""
+    parts = [part for part in str(study).split("/") if part]
+    if not parts or any(part in (".", "..") for part in parts):
+        raise ConfigError(f"study={study!r} cannot name a folder below multirun/; give a plain name, e.g. study=mine.")
+    for part in parts:
+        size = len(part.encode())
+        if size > 255:
+            raise ConfigError(f"study={part[:40]}... is {size} bytes, longer than a folder name may be (255); "
+                              "give a shorter name, e.g. study=mine.")
+
+
+def check_working_folder(folder=None) -> None:
+    """The folder runs write outputs/, multirun/, checkpoints/ and .cache/ in (the current one)."""
+    folder = Path.cwd() if folder is None else Path(folder)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise ConfigError(f"The working folder {folder} cannot be written ({reason}): runs write outputs/, multirun/ "
+                          f"and checkpoints/ there; cd to a folder you can write (e.g. cd {Path.home()}) and run "
+                          "the command again.") from None
 
 
 def check_writable(folder, setting: str) -> None:
@@ -83,6 +186,10 @@ def check_settings(cfg: DictConfig) -> tuple[Blocks, list[Phase]]:
     check_epochs(cfg.trainer.get("max_epochs"))
     if cfg.augment.mode not in AUGMENT_MODES:
         raise ConfigError(f"augment.mode={cfg.augment.mode!r}; use one of {list(AUGMENT_MODES)} (augment=online, ...).")
+    check_lr(cfg)
+    check_missing(cfg)
     check_pretrained(cfg)
     check_writable(cfg.paths.cache_dir, "paths.cache_dir")
-    return layout, resolve_phases(layout, **freeze_settings(cfg.freeze))
+    phases = resolve_phases(layout, **freeze_settings(cfg.freeze))
+    check_method(cfg, layout, phases[0].trainable)  # last: it imports the method's module
+    return layout, phases
