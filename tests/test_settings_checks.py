@@ -4,13 +4,15 @@ dry run prints its plan and runs nothing; every command a study prints works whe
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from hydra.utils import instantiate
 
 from unet_transfer.errors import ConfigError, user_error_in
@@ -92,6 +94,13 @@ def test_a_study_name_too_long_for_a_folder_is_named():
         check_study_name("s" * 300)
 
 
+def test_a_sweep_whose_study_name_is_too_long_is_one_line(tmp_path):
+    result = run_cli(["-m", "study=" + "s" * 300, "k=1,2", "model.width=4"], cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1 and "study=" in lines[0] and "255" in lines[0], lines
+
+
 def test_a_read_only_working_folder_is_one_line_that_names_it(tmp_path, monkeypatch):
     from unet_transfer.training import validate
 
@@ -101,6 +110,28 @@ def test_a_read_only_working_folder_is_one_line_that_names_it(tmp_path, monkeypa
     monkeypatch.setattr(validate.tempfile, "TemporaryFile", read_only)
     with pytest.raises(ConfigError, match=f"{tmp_path}.*read-only file system.*cd "):
         validate.check_working_folder(tmp_path)
+
+
+def test_train_in_a_read_only_working_folder_is_one_line_and_exit_code_2(tmp_path):
+    code = f"""
+import sys
+from pathlib import Path
+from unet_transfer.training import validate
+real = validate.tempfile.TemporaryFile
+def read_only(*args, dir=None, **kwargs):
+    if Path(dir or ".").resolve() == Path({str(tmp_path)!r}).resolve():
+        raise OSError(30, "Read-only file system")
+    return real(*args, dir=dir, **kwargs)
+validate.tempfile.TemporaryFile = read_only
+from unet_transfer.cli import main
+sys.exit(main(["train", "model.width=4", "dataset.image_size=32", "trainer.max_epochs=1"]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2, (result.stdout + result.stderr)[-2000:]
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1 and str(tmp_path) in lines[0] and "cd " in lines[0], lines
+    assert not (tmp_path / "outputs").exists()
 
 
 # --- the study: checked before pretraining, a dry run, commands that work when pasted ----------

@@ -13,12 +13,13 @@ import tempfile
 from collections.abc import Collection
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from unet_transfer.blocks import Blocks
 from unet_transfer.data.augment import MODES as AUGMENT_MODES
 from unet_transfer.data.splits import check_fold
-from unet_transfer.errors import ConfigError
+from unet_transfer.errors import ConfigError, one_line_exit
 from unet_transfer.training.schedule import Phase, freeze_settings, resolve_phases
 
 
@@ -141,6 +142,42 @@ def check_working_folder(folder=None) -> None:
         raise ConfigError(f"The working folder {folder} cannot be written ({reason}): runs write outputs/, multirun/ "
                           f"and checkpoints/ there; cd to a folder you can write (e.g. cd {Path.home()}) and run "
                           "the command again.") from None
+
+
+def check_output_folder(folder, setting: str) -> None:
+    """Hydra can make the run's (or sweep's) folder: its nearest existing parent can be written."""
+    target = Path(folder).absolute()
+    for part in target.parts:
+        if len(part.encode()) > 255:
+            raise ConfigError(f"{setting}: its folder {part[:40]}... is {len(part.encode())} bytes, longer than a folder "
+                              "name may be (255); give a shorter study= (the sweep folder is multirun/<study>).")
+    parent = next((p for p in (target, *target.parents) if p.exists()), Path("/"))
+    if parent == Path.cwd():
+        check_working_folder(parent)
+        return
+    try:
+        check_working_folder(parent)
+    except ConfigError:
+        raise ConfigError(f"{setting}={str(folder)!r} cannot be made: {parent} cannot be written; point {setting} "
+                          "at a folder you can write.") from None
+
+
+class OutputFolderCheck(Callback):
+    """Before Hydra makes the run's folder (a read-only working folder would end in a traceback
+    there): one line naming the folder and the fix, exit code 2."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(folder, setting: str) -> None:
+        try:
+            check_output_folder(folder, setting)
+        except ConfigError as error:
+            raise SystemExit(one_line_exit(error)) from None
 
 
 def check_writable(folder, setting: str) -> None:
