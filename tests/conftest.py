@@ -34,6 +34,9 @@ def shared_fast_choices(tmp_path_factory):
     path = tmp_path_factory.mktemp("fast") / "fast_choices.json"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("UNET_TRANSFER_FAST_CHOICES", str(path))
+        # Runs alone take every core without first measuring the cores' load (0.3 s a run); the
+        # choice itself is tested in test_process.py. Sweep workers keep their launcher's share.
+        patch.setenv("UNET_TRANSFER_THREADS", str(len(os.sched_getaffinity(0))))
         yield path
 
 

@@ -59,18 +59,17 @@ def test_safetensors_loading_is_strict_and_names_the_first_difference(checkpoint
 
 def test_a_checkpoint_remade_by_a_new_recipe_leaves_no_stale_twin_when_its_pretraining_fails(
         make_cfg, tmp_path, monkeypatch):
-    import subprocess
 
     from unet_transfer.errors import UserError
     from unet_transfer.study import pretrain
 
     checkpoint = tmp_path / "ckpt" / "made.pt"
     cfg = make_cfg(f"pretrained={checkpoint}", "pretrain=demo_pretrain", "pretrain_overrides=['trainer.max_epochs=1']")
-    monkeypatch.setattr(pretrain.subprocess, "run", lambda command, **kwargs: (
-        save_weights(UNet(width=4), checkpoint, {"width": 4}), subprocess.CompletedProcess(command, 0))[1])
+    monkeypatch.setattr(pretrain, "run_child", lambda command, **kwargs: (
+        save_weights(UNet(width=4), checkpoint, {"width": 4}), 0)[1])
     pretrain.ensure_pretrained(cfg)
     assert checkpoint.with_suffix(".safetensors").exists()
-    monkeypatch.setattr(pretrain.subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(command, 1))
+    monkeypatch.setattr(pretrain, "run_child", lambda command, **kwargs: 1)
     changed = make_cfg(f"pretrained={checkpoint}", "pretrain=demo_pretrain", "pretrain_overrides=['trainer.max_epochs=2']")
     with pytest.raises(UserError, match="Pretraining"):
         pretrain.ensure_pretrained(changed)

@@ -144,11 +144,11 @@ def no_subprocess(monkeypatch, tmp_path):
 
     def fake_run(command, **kwargs):
         calls.append(command)
-        return subprocess.CompletedProcess(command, 1)
+        return 1
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(pretrain.subprocess, "run", fake_run)
-    monkeypatch.setattr(runner.subprocess, "run", fake_run)
+    monkeypatch.setattr(pretrain, "run_child", fake_run)
+    monkeypatch.setattr(runner, "run_child", fake_run)
     return calls
 
 
@@ -232,8 +232,7 @@ def test_the_dry_run_commands_carry_the_users_config_folder(no_subprocess, tmp_p
 
 def test_the_pretraining_follows_the_experiments_progress_bar_and_logger(make_cfg, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(pretrain.subprocess, "run",
-                        lambda command, **kwargs: calls.append(command) or subprocess.CompletedProcess(command, 1))
+    monkeypatch.setattr(pretrain, "run_child", lambda command, **kwargs: calls.append(command) or 1)
     cfg = make_cfg(f"pretrained={tmp_path / 'p.pt'}", "pretrain=demo_pretrain", "trainer.enable_progress_bar=false",
                    "logger=none")
     with pytest.raises(ConfigError):

@@ -8,14 +8,13 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from unet_transfer.config import experiment_file, user_config_dirs
-from unet_transfer.errors import ConfigError
+from unet_transfer.errors import ConfigError, run_child
 from unet_transfer.files import atomic_write_text, file_lock
 from unet_transfer.study.commands import child_environment, train_command, user_command
 
@@ -111,7 +110,7 @@ def ensure_pretrained(cfg: DictConfig, extra_dirs=None) -> None:
         overrides = pretraining_run_overrides(cfg, path)
         command = train_command(overrides, extra_dirs=extra_dirs)
         log.info("pretrained=%s is missing: pretraining it first with experiment=%s", path, cfg.pretrain)
-        if subprocess.run(command, env=child_environment(without_thread_limits())).returncode != 0 or not path.exists():
+        if run_child(command, env=child_environment(without_thread_limits())) != 0 or not path.exists():
             raise ConfigError(f"Pretraining (experiment={cfg.pretrain}) failed, so {path} was not made; "
                               f"see its log above, or run it alone: {user_command(overrides, extra_dirs=extra_dirs)}")
         atomic_write_text(recipe_path(path), json.dumps(wanted, indent=1) + "\n")

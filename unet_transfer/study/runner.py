@@ -15,7 +15,6 @@ output folder) and runs nothing.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from unet_transfer.config import (
     register_resolvers,
     searchpath_override,
 )
-from unet_transfer.errors import ConfigError, UserError, one_line_exit
+from unet_transfer.errors import ConfigError, UserError, one_line_exit, run_child
 from unet_transfer.study.commands import child_environment, train_command, user_command
 from unet_transfer.study.pretrain import (
     ensure_pretrained,
@@ -175,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== study {study}: sweep {number}/{len(sweeps)} ({len(runs[number - 1])} runs): "
               f"{user_command(sweep, True, args.config_dir)}", flush=True)
         command = train_command(sweep, multirun=True, extra_dirs=args.config_dir)
-        if subprocess.run(command, env=child_environment()).returncode != 0:
+        if run_child(command, env=child_environment()) != 0:
             print(f"Sweep {number} failed; fix the error above and run the same command again: "
                   "finished runs are kept and skipped.", file=sys.stderr)
             return 1

@@ -176,6 +176,7 @@ def train(cfg: DictConfig, plan: RunPlan, out_dir: Path) -> dict:
     from unet_transfer.training.checkpoint import save_weights
 
     quiet_lightning()
+    choose_threads(cfg)
     with gpu_slot(gpus_to_choose_from(cfg.trainer), int(cfg.get("runs_per_gpu") or 1)) as gpu:
         built = build(cfg, source=plan.source, **({} if gpu is None else {"devices": [gpu]}))
         if built.logger:
@@ -213,6 +214,23 @@ def train(cfg: DictConfig, plan: RunPlan, out_dir: Path) -> dict:
     log.info("Result %s: dice %.4f, pixel error %.2f%%, adjusted Rand %.4f (%d images, %.1f s)", out_dir,
              metrics["dice"], metrics["pixel_error"], metrics["adjusted_rand"], metrics["n_images"], metrics["duration_s"])
     return metrics
+
+
+def choose_threads(cfg: DictConfig) -> None:
+    """A run alone on the machine computes on the cores other work leaves free (all of them on an
+    idle machine), and says so; `threads=` (build sets it) or a launcher's OMP_NUM_THREADS (one
+    thread per run of a parallel sweep) decide otherwise."""
+    import os
+
+    import torch
+
+    from unet_transfer.hardware import threads_for_one_process
+
+    if cfg.get("threads") or os.environ.get("OMP_NUM_THREADS"):
+        return
+    threads, why = threads_for_one_process()
+    log.info("%s", why)
+    torch.set_num_threads(threads)  # not the environment: the next run in this process measures again
 
 
 def keeps_weights(cfg: DictConfig, plan: RunPlan) -> bool:
