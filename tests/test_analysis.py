@@ -13,10 +13,10 @@ from torch import nn
 
 from unet_transfer.analysis.activation import Settings, maximise, unit_activation
 from unet_transfer.analysis.cka import CKAStats, linear_cka
+from unet_transfer.checkpoint import save_weights
 from unet_transfer.model import UNet
 from unet_transfer.report import write_report
 from unet_transfer.simulate import simulate_ultrasound
-from unet_transfer.training.checkpoint import save_weights
 from unet_transfer.training.run import run
 
 

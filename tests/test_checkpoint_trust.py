@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
+from unet_transfer.checkpoint import load_pretrained, read_checkpoint, save_weights
+from unet_transfer.data.contract import record
 from unet_transfer.errors import ConfigError
 from unet_transfer.inference import export, predict
 from unet_transfer.inference.network import load_network
-from unet_transfer.inference.preprocessing import record
 from unet_transfer.model import UNet
-from unet_transfer.training.checkpoint import load_pretrained, read_checkpoint, save_weights
 
 TARGET = {"_target_": "unet_transfer.model.UNet"}
 

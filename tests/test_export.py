@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from unet_transfer.checkpoint import load_pretrained, read_checkpoint, save_weights
+from unet_transfer.data.contract import record
 from unet_transfer.errors import ConfigError
 from unet_transfer.inference import export
 from unet_transfer.inference.network import load_network
-from unet_transfer.inference.preprocessing import record
 from unet_transfer.model import UNet
 from unet_transfer.simulate.folder import write_folder
-from unet_transfer.training.checkpoint import load_pretrained, read_checkpoint, save_weights
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_a_checkpoint_remade_by_a_new_recipe_leaves_no_stale_twin_when_its_pretr
         make_cfg, tmp_path, monkeypatch):
 
     from unet_transfer.errors import UserError
-    from unet_transfer.study import pretrain
+    from unet_transfer.training import pretrain
 
     checkpoint = tmp_path / "ckpt" / "made.pt"
     cfg = make_cfg(f"pretrained={checkpoint}", "pretrain=demo_pretrain", "pretrain_overrides=['trainer.max_epochs=1']")

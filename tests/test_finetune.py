@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from unet_transfer.blocks import Blocks
+from unet_transfer.checkpoint import read_state_dict, save_weights
 from unet_transfer.finetune.auto_rgn import AutoRGN, rgn_scales
 from unet_transfer.finetune.l2sp import L2SP
 from unet_transfer.finetune.lora import LoRA, LoRAConv2d, adapted
 from unet_transfer.model import UNet
 from unet_transfer.report import write_report
-from unet_transfer.training.checkpoint import read_state_dict, save_weights
 from unet_transfer.training.run import run
 
 

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from unet_transfer.study.gpu_slots import gpu_slot, wants_a_slot
+from unet_transfer.training.gpu_slots import gpu_slot, wants_a_slot
 
 
 def test_runs_at_once_get_different_gpus_and_a_freed_gpu_is_taken_again(tmp_path):

@@ -79,3 +79,33 @@ def inherit_packages(venv: Path) -> None:
     here = [path for path in sys.path if Path(path).name in ("site-packages", "dist-packages") and Path(path).is_dir()]
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     (venv / "lib" / version / "site-packages" / "_inherited_packages.pth").write_text("\n".join(here) + "\n")
+
+
+# Layers, lowest first: a module imports only from its own layer or those below it, so training
+# never depends on the study, the report or inference, and the report reads run files, never
+# training internals.
+LAYERS = [
+    {"errors", "files", "config", "blocks", "metrics", "hardware", "rules"},
+    {"model", "networks", "checkpoint", "run_files", "data", "simulate", "sources"},
+    {"analysis", "finetune"},
+    {"training"},
+    {"report"},
+    {"study", "inference"},
+    {"bench", "cli", "__main__", "__init__"},
+]
+
+
+def test_no_module_imports_from_a_layer_above_it():
+    layer = {name: number for number, names in enumerate(LAYERS) for name in names}
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] == "conf":
+            continue
+        own = relative.parts[0] if len(relative.parts) > 1 else relative.stem
+        assert own in layer, f"{relative}: put {own!r} in a layer of tests/test_package.py::LAYERS"
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            match = re.match(r"\s*(?:from|import)\s+unet_transfer\.(\w+)", line)
+            if match and match.group(1) in layer and layer[match.group(1)] > layer[own]:
+                offenders.append(f"unet_transfer/{relative}:{number}: {line.strip()}")
+    assert not offenders, "imports from a higher layer:\n" + "\n".join(offenders)

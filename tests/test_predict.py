@@ -131,10 +131,10 @@ def test_predict_feeds_the_network_what_training_cached_for_files_of_any_size_an
     from layouts import write_image, write_mask
     from PIL import Image
 
+    from unet_transfer.data.contract import network_input
     from unet_transfer.data.imageio import read_grey
     from unet_transfer.data.preprocess import preprocess
     from unet_transfer.data.readers import read_folder
-    from unet_transfer.inference.preprocessing import network_input
 
     write_image(tmp_path / "images" / "grey.png", 1, size=(30, 40))
     write_image(tmp_path / "images" / "colour.jpg", 2, size=(90, 70), rgb=True)

@@ -17,10 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
+from unet_transfer.checkpoint import save_weights
+from unet_transfer.data.contract import record
 from unet_transfer.inference import predict
-from unet_transfer.inference.preprocessing import record
 from unet_transfer.model import UNet
-from unet_transfer.training.checkpoint import save_weights
 
 SHAPE = (30, 40)  # (height, width)
 

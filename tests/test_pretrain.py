@@ -5,9 +5,9 @@ import json
 
 import torch
 
+from unet_transfer.checkpoint import save_weights, weights_digest
 from unet_transfer.model import UNet
-from unet_transfer.study import pretrain
-from unet_transfer.training.checkpoint import save_weights, weights_digest
+from unet_transfer.training import pretrain
 from unet_transfer.training.run import run
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from unet_transfer.checkpoint import load_pretrained, read_state_dict, save_weights
 from unet_transfer.errors import ConfigError
 from unet_transfer.model import UNet
-from unet_transfer.training.checkpoint import load_pretrained, read_state_dict, save_weights
 from unet_transfer.training.module import SegmentationModule
 from unet_transfer.training.run import run
 

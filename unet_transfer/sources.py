@@ -17,7 +17,7 @@ from unet_transfer.data.arrays import SegmentationSet
 from unet_transfer.data.cache import cache_folder, cached_set, ensure_cached
 from unet_transfer.data.checks import captured, check_masks
 from unet_transfer.errors import ConfigError
-from unet_transfer.training.validate import whole
+from unet_transfer.rules import whole
 
 SIMULATOR_VERSION = 2  # bump when a simulator's output changes, so caches are rebuilt
 

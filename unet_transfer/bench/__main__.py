@@ -212,7 +212,7 @@ def check_demo(estimate_s: float) -> dict:
     """The demo study from scratch (pretraining included) in a temporary folder, timed."""
     import subprocess
 
-    from unet_transfer.study.commands import child_environment
+    from unet_transfer.training.commands import child_environment
 
     with tempfile.TemporaryDirectory(prefix="unet-transfer-demo-") as folder:
         begin = time.perf_counter()

@@ -42,7 +42,7 @@ def worker(width: int, size: int, batch: int, seconds: float, precision: str, ch
 def measure(width: int, size: int, batch: int, seconds: float, precision: str, channels_last: bool,
             counts=(1, 2, 4)) -> dict:
     """{count: total images/s of `count` processes at once} and the best count."""
-    from unet_transfer.study.commands import child_environment
+    from unet_transfer.training.commands import child_environment
 
     command = [sys.executable, "-m", "unet_transfer.bench.concurrency", "--width", str(width), "--size", str(size),
                "--batch", str(batch), "--seconds", str(seconds), "--precision", precision,

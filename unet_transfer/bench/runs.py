@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from unet_transfer.bench.common import TARGETS, Size, compose_cfg, median, size_overrides
-from unet_transfer.study.commands import child_environment, train_command
+from unet_transfer.training.commands import child_environment, train_command
 
 
 def run_cfg(common: list[str], size: Size, out: Path, *extra: str):
@@ -58,7 +58,7 @@ def stand_in_checkpoint(common: list[str], size: Size, work: Path) -> None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from unet_transfer.training.checkpoint import save_weights
+    from unet_transfer.checkpoint import save_weights
 
     cfg = run_cfg(common, size, work / "stand_in")
     if not Path(cfg.pretrained).exists():

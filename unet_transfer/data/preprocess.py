@@ -48,7 +48,7 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     return image
 
 
-def _quantise(image: np.ndarray) -> np.ndarray:
+def quantise(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -83,7 +83,7 @@ def _one(
     assert merged is not None
     if merged.shape != (image_size, image_size):
         merged = resize_mask(merged, (image_size, image_size))
-    return _quantise(resize_image(image, image_size)), merged, note, image.shape
+    return quantise(resize_image(image, image_size)), merged, note, image.shape
 
 
 def _workers() -> int:

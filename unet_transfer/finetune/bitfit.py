@@ -7,7 +7,7 @@ from torch import nn
 
 from unet_transfer.blocks import Blocks
 from unet_transfer.finetune.base import Method
-from unet_transfer.training.validate import flag
+from unet_transfer.rules import flag
 
 
 class BitFit(Method):

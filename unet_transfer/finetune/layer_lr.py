@@ -16,7 +16,7 @@ from torch import nn
 from unet_transfer.blocks import Blocks
 from unet_transfer.errors import ConfigError
 from unet_transfer.finetune.base import Method
-from unet_transfer.training.validate import number
+from unet_transfer.rules import number
 
 
 class LayerLR(Method):

@@ -19,7 +19,7 @@ from torch import nn
 from unet_transfer.blocks import Blocks
 from unet_transfer.errors import ConfigError
 from unet_transfer.finetune.base import Method
-from unet_transfer.training.validate import block_list, number, whole
+from unet_transfer.rules import block_list, number, whole
 
 
 class LoRAConv2d(nn.Module):

@@ -3,7 +3,7 @@
 The network of a checkpoint as files that run outside this project's Python stack:
 `<stem>.onnx` (ONNX, any runtime) and `<stem>.torchscript.pt` (TorchScript, C++ libtorch).
 Both take `image`, float32 (N, 1, S, S): grey images in [0, 1] prepared as training prepared
-them (inference/preprocessing.py; S and the rule are in the files' metadata), for any batch
+them (data/contract.py; S and the rule are in the files' metadata), for any batch
 size N, and return `probability` (N, 1, S, S); foreground is probability > threshold.
 
 Each file is checked after writing against the PyTorch network, on random inputs at batch
@@ -119,9 +119,9 @@ def torchscript_difference(path: Path, network: Network, batches: list[torch.Ten
 
 def check_batches(network: Network, image_dir: Path | None, seed: int = 0) -> list[torch.Tensor]:
     """Random inputs at batch sizes 1 and 3, and the images of `image_dir` prepared as training did."""
+    from unet_transfer.data.contract import network_input
     from unet_transfer.data.imageio import read_grey
     from unet_transfer.inference.inputs import image_files
-    from unet_transfer.inference.preprocessing import network_input
 
     size, generator = network.image_size, torch.Generator().manual_seed(seed)
     batches = [torch.rand(n, 1, size, size, generator=generator) for n in (1, 3)]

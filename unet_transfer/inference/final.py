@@ -95,7 +95,7 @@ def recorded_speed(runs: list[dict]) -> dict:
 
 def check_start(cfg: DictConfig, row: dict) -> list[str]:
     """The starting checkpoint must be there; it and the data should be what the study used."""
-    from unet_transfer.training.checkpoint import weights_digest
+    from unet_transfer.checkpoint import weights_digest
 
     warnings = []
     if cfg.pretrained:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
+from unet_transfer.checkpoint import Checkpoint, check_finite, check_state, read_checkpoint
+from unet_transfer.data.contract import read_record
 from unet_transfer.errors import ConfigError
-from unet_transfer.inference.preprocessing import read_record
 from unet_transfer.model import DROPOUT_SITES, UNet
-from unet_transfer.training.checkpoint import Checkpoint, check_finite, check_state, read_checkpoint
-from unet_transfer.training.validate import whole
+from unet_transfer.rules import whole
 
 MODEL_TARGET = "unet_transfer.model.UNet"
 SETTING = "checkpoint"  # how error messages name the file

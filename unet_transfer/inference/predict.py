@@ -7,7 +7,7 @@ files: PNG, JPEG, BMP, TIFF, GIF, DICOM) write into OUT, at the image's own size
 that dataset) it scores them with the project's metrics: per_image.csv, summary.json and
 summary.md.
 
-Images are preprocessed exactly as the checkpoint's training did (inference/preprocessing.py:
+Images are preprocessed exactly as the checkpoint's training did (data/contract.py:
 the rule and the size are read from the checkpoint). An image that cannot be read, or whose
 files cannot be written (a full disk, a name too long), is reported and skipped; the others are
 still written, the failures are listed at the end, and the exit code is 1. A checkpoint that
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unet_transfer.data.contract import network_input
 from unet_transfer.data.imageio import ImageReadError, read_grey, read_mask
 from unet_transfer.errors import ConfigError, DatasetError, one_line_exit
 from unet_transfer.inference.inputs import Item, from_dataset, listed_inputs, with_mask_folder
@@ -52,7 +53,6 @@ from unet_transfer.inference.outputs import (
     write_overlay,
     write_probability,
 )
-from unet_transfer.inference.preprocessing import network_input
 from unet_transfer.inference.scoring import Outcome, score, write_summary
 
 

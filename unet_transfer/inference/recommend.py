@@ -26,13 +26,13 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from unet_transfer.data.contract import record
 from unet_transfer.errors import one_line_exit
 from unet_transfer.files import atomic_write_text
 from unet_transfer.hardware import threads_for_one_process
 from unet_transfer.inference.card import build_card, write_card
 from unet_transfer.inference.choose import Choice, choose, study_rows
 from unet_transfer.inference.final import FinalNetwork, check_start, recipe, train_final
-from unet_transfer.inference.preprocessing import record
 from unet_transfer.metrics import METRICS, THRESHOLD
 from unet_transfer.training.identity import code_version
 
@@ -74,7 +74,7 @@ def sha256(path: Path) -> str:
 
 def save(final: FinalNetwork, out: Path, study: Path, label: str, key: str) -> dict[str, str]:
     """The network with everything predict needs; returns {file name: sha256}."""
-    from unet_transfer.training.checkpoint import safetensors_path, save_weights
+    from unet_transfer.checkpoint import safetensors_path, save_weights
 
     meta = {"dataset": final.dataset, "epochs": final.epochs, "seed": final.cfg.seed, "configuration": label,
             "study": str(study), "recipe_key": key, **record(final.image_size, THRESHOLD)}

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from unet_transfer.report.aggregate import primary_group
 from unet_transfer.report.analysis import strategies
 from unet_transfer.report.registry import Report, entry
-from unet_transfer.training.artifacts import KEPT_WEIGHTS
+from unet_transfer.run_files import KEPT_WEIGHTS
 
 FIGURE = "activation_maximisation.png"
 LAYERS = (4, -1)  # the paper's: the 4th convolution and the deepest one (1-based; -1 = last)
@@ -39,8 +39,8 @@ def kept_nets(report: Report, dataset: str) -> dict[str, Path]:
 
 
 def load(path: Path):
+    from unet_transfer.checkpoint import load_pretrained, read_state_dict
     from unet_transfer.model import UNet
-    from unet_transfer.training.checkpoint import load_pretrained, read_state_dict
 
     settings = {k: v for k, v in read_state_dict(path)[1].items() if k != "_target_"}
     model = UNet(**settings)

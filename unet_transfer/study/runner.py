@@ -30,8 +30,8 @@ from unet_transfer.config import (
     searchpath_override,
 )
 from unet_transfer.errors import ConfigError, UserError, one_line_exit, run_child
-from unet_transfer.study.commands import child_environment, train_command, user_command
-from unet_transfer.study.pretrain import (
+from unet_transfer.training.commands import child_environment, train_command, user_command
+from unet_transfer.training.pretrain import (
     ensure_pretrained,
     pretraining_run_overrides,
     recipe,

@@ -52,7 +52,7 @@ def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = 
 
     from unet_transfer.analysis.gradients import GradientFlow
     from unet_transfer.analysis.runs import BlockAnalysis
-    from unet_transfer.training.checkpoint import load_pretrained
+    from unet_transfer.checkpoint import load_pretrained
     from unet_transfer.training.fast import choose
     from unet_transfer.training.module import SegmentationModule
 

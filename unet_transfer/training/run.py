@@ -32,8 +32,7 @@ from unet_transfer.config import process_token
 from unet_transfer.errors import one_line_exit
 from unet_transfer.files import file_lock
 from unet_transfer.metrics import METRICS
-from unet_transfer.study.pretrain import ensure_pretrained
-from unet_transfer.training.artifacts import (
+from unet_transfer.run_files import (
     KEPT_WEIGHTS,
     read_per_image,
     save_predictions,
@@ -41,6 +40,7 @@ from unet_transfer.training.artifacts import (
     write_run_results,
 )
 from unet_transfer.training.identity import code_version, phase_record, run_key, run_settings
+from unet_transfer.training.pretrain import ensure_pretrained
 from unet_transfer.training.schedule import Phase
 from unet_transfer.training.validate import check_settings
 
@@ -171,9 +171,9 @@ def code_change(finished: dict) -> str:
 
 def train(cfg: DictConfig, plan: RunPlan, out_dir: Path) -> dict:
     start = time.perf_counter()
-    from unet_transfer.study.gpu_slots import gpu_slot, gpus_to_choose_from
+    from unet_transfer.checkpoint import save_weights
     from unet_transfer.training.build import build
-    from unet_transfer.training.checkpoint import save_weights
+    from unet_transfer.training.gpu_slots import gpu_slot, gpus_to_choose_from
 
     quiet_lightning()
     choose_threads(cfg)
@@ -194,7 +194,7 @@ def train(cfg: DictConfig, plan: RunPlan, out_dir: Path) -> dict:
     metrics = summarise(cfg, plan, per_image, built, time.perf_counter() - start, train_time)
     if validation:
         metrics["validation"] = validation
-    from unet_transfer.inference.preprocessing import record
+    from unet_transfer.data.contract import record
 
     meta = {"dataset": plan.source.name, "epochs": metrics["epochs"], "seed": cfg.seed,
             **record(plan.source.image_size, module.threshold)}
@@ -310,7 +310,7 @@ def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, dura
 
 
 def pretrained_digest(cfg: DictConfig) -> str | None:
-    from unet_transfer.training.checkpoint import weights_digest
+    from unet_transfer.checkpoint import weights_digest
 
     return weights_digest(cfg.pretrained) if cfg.pretrained and Path(cfg.pretrained).is_file() else None
 

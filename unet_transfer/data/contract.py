@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unet_transfer.data.preprocess import PREPROCESS_VERSION, _quantise, resize_image
+from unet_transfer.data.preprocess import PREPROCESS_VERSION, quantise, resize_image
 from unet_transfer.errors import ConfigError
 from unet_transfer.metrics import THRESHOLD
 
@@ -55,7 +55,7 @@ def damaged(path: Path | str, what: str) -> ConfigError:
 
 def check_size(size, path: Path | str, levels: int) -> int:
     from unet_transfer.blocks import Blocks
-    from unet_transfer.training.validate import check_image_size
+    from unet_transfer.rules import check_image_size
 
     try:
         check_image_size(size, Blocks(levels))
@@ -75,4 +75,4 @@ def check_threshold(threshold, path: Path | str) -> float:
 
 def network_input(grey: np.ndarray, image_size: int) -> np.ndarray:
     """uint8 (image_size, image_size): a grey [0, 1] image as training stored it (divide by 255 to feed it)."""
-    return _quantise(resize_image(grey, image_size))
+    return quantise(resize_image(grey, image_size))

@@ -22,7 +22,7 @@ from torch import nn
 
 from unet_transfer.errors import ConfigError
 from unet_transfer.files import atomic_path
-from unet_transfer.training.validate import missing_checkpoint
+from unet_transfer.rules import missing_checkpoint
 
 FORMAT = "unet-transfer/weights-v1"
 SAFETENSORS = ".safetensors"

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from unet_transfer.config import experiment_file, user_config_dirs
 from unet_transfer.errors import ConfigError, run_child
 from unet_transfer.files import atomic_write_text, file_lock
-from unet_transfer.study.commands import child_environment, train_command, user_command
+from unet_transfer.training.commands import child_environment, train_command, user_command
 
 log = logging.getLogger("unet_transfer")
 
@@ -103,7 +103,7 @@ def ensure_pretrained(cfg: DictConfig, extra_dirs=None) -> None:
         if path.exists():
             log.warning("pretrained=%s was made by another pretraining recipe than experiment=%s now gives; "
                         "making it again (runs that used the old one are redone when resumed)", path, cfg.pretrain)
-            from unet_transfer.training.checkpoint import safetensors_path
+            from unet_transfer.checkpoint import safetensors_path
 
             path.unlink()  # a crash below leaves no checkpoint rather than a stale one
             safetensors_path(path).unlink(missing_ok=True)  # nor a stale twin
