@@ -241,20 +241,38 @@ def test_a_soft_mask_names_predicts_own_option(tmp_path, ckpt, capsys):
     assert "--mask-threshold" in err and "dataset.mask_threshold" not in err, err
 
 
-def test_scoring_on_the_images_the_network_was_trained_on_is_warned(tmp_path, capsys):
-    import hashlib
+def card_of(folder: Path, names: list[str], recipe_key: str = "k1") -> dict:
+    """A model card that lists these images of `folder` as trained on, by what the network saw."""
+    from unet_transfer.data.contract import input_digest, network_input
+    from unet_transfer.data.imageio import read_grey
 
+    digests = [input_digest(network_input(read_grey(folder / f"{name}.png"), 32)) for name in names]
+    return {"recipe_key": recipe_key, "data": {"dataset": "busi", "n_images": len(names), "content": "busi-abc",
+                                               "image_digests": sorted(digests)}}
+
+
+def test_scoring_on_the_images_the_network_was_trained_on_is_warned(tmp_path, capsys):
     folder = busi_class_folder(tmp_path / "benign")
-    ids = sorted(["benign (1)", "benign (2)"])
     ckpt = checkpoint(tmp_path / "recommended" / "model.pt", recipe_key="k1")
-    card = {"recipe_key": "k1", "data": {"dataset": "busi", "n_images": 2, "content": "busi-abc",
-                                         "ids_sha256": hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16]}}
-    (tmp_path / "recommended" / "card.json").write_text(json.dumps(card))
+    (tmp_path / "recommended" / "card.json").write_text(json.dumps(card_of(folder, ["benign (1)"])))
     assert run(ckpt, folder, tmp_path / "out", "--masks", folder) == 0
     out = capsys.readouterr().out
-    assert "Warning:" in out and "trained on" in out, out
+    assert "Warning: 1 of the 2 scored images are images this network was trained on" in out, out  # a partial overlap
+    assert "benign (1)" in out and "benign (2)" not in out.split("Warning:")[1].splitlines()[0]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert any("trained on" in warning for warning in summary["warnings"])
+
+
+def test_new_images_with_the_names_it_trained_on_are_not_warned_about(tmp_path, capsys):
+    trained = busi_class_folder(tmp_path / "trained")
+    ckpt = checkpoint(tmp_path / "recommended" / "model.pt", recipe_key="k1")
+    (tmp_path / "recommended" / "card.json").write_text(json.dumps(card_of(trained, ["benign (1)", "benign (2)"])))
+    new = tmp_path / "new"
+    for n in (1, 2):  # the same names, other pixels (as a second simulated set has)
+        image(new / f"benign ({n}).png", seed=10 + n)
+        mask(new / f"benign ({n})_mask.png", (5, 15, 5, 15))
+    assert run(ckpt, new, tmp_path / "out", "--masks", new) == 0
+    assert "Warning:" not in capsys.readouterr().out
 
 
 def test_new_images_are_not_warned_about(tmp_path, ckpt, capsys):

@@ -76,3 +76,13 @@ def check_threshold(threshold, path: Path | str) -> float:
 def network_input(grey: np.ndarray, image_size: int) -> np.ndarray:
     """uint8 (image_size, image_size): a grey [0, 1] image as training stored it (divide by 255 to feed it)."""
     return quantise(resize_image(grey, image_size))
+
+
+def input_digest(network_input: np.ndarray) -> str:
+    """A short digest of what the network sees of one image: equal for an image predict reads and
+    the same image in a training cache, so a model card can say which images a network saw
+    (names cannot: new images may reuse them)."""
+    import hashlib
+
+    array = np.ascontiguousarray(network_input, dtype=np.uint8)
+    return hashlib.sha256(repr(array.shape).encode() + array.tobytes()).hexdigest()[:16]

@@ -85,7 +85,7 @@ def build_card(study: Path, choice: Choice, final: FinalNetwork, files: dict[str
                              "expected_folds": row["expected_folds"], "seeds": row["seeds"], "flag": row["flag"],
                              "metrics": metric_scores},
         "data": {"dataset": final.dataset, "n_images": final.n_images, "image_size": final.image_size,
-                 "content": final.data, "ids_sha256": final.ids_sha256},
+                 "content": final.data, "ids_sha256": final.ids_sha256, "image_digests": final.image_digests},
         "training": {"epochs": final.epochs, "batch_size": cfg.batch_size, "augment": cfg.augment.mode,
                      "precision": final.precision, "device": final.device, "duration_s": final.duration_s,
                      "images_trained": final.n_train, "images_held_out": final.n_images - final.n_train},

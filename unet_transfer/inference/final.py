@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from unet_transfer.data.contract import input_digest
 from unet_transfer.errors import ConfigError
 
 log = logging.getLogger("unet_transfer")
@@ -41,6 +42,7 @@ class FinalNetwork:
     n_images: int
     n_train: int  # images trained on: all of them
     ids_sha256: str
+    image_digests: list[str]  # what the network saw of each image (data/contract.input_digest)
     epochs: int
     duration_s: float
     device: str
@@ -156,6 +158,8 @@ def train_final(cfg: DictConfig) -> FinalNetwork:
     ids = sorted(built.datamodule.data.ids)
     return FinalNetwork(built.model.cpu().eval(), cfg, source.name, int(source.image_size),
                         built.datamodule.cache_folder.name, len(ids), len(built.datamodule.train_rows),
-                        hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16], int(built.trainer.current_epoch),
+                        hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16],
+                        sorted({input_digest(image) for image in built.datamodule.data.images}),
+                        int(built.trainer.current_epoch),
                         round(time.perf_counter() - start, 3), str(built.trainer.strategy.root_device),
                         built.fast["precision"])

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import hashlib
 import json
 import os
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unet_transfer.data.contract import network_input
+from unet_transfer.data.contract import input_digest, network_input
 from unet_transfer.data.imageio import ImageReadError, read_grey, read_mask
 from unet_transfer.errors import ConfigError, DatasetError, one_line_exit
 from unet_transfer.inference.inputs import Item, from_dataset, listed_inputs, with_mask_folder
@@ -148,10 +147,11 @@ def unwritten(item: Item, out: Path, error: OSError) -> str:
 def predict(network: Network, items: list[Item], out: Path, *, probabilities: str | None = None,
             overlays: bool = True, batch_size: int = 8, mask_threshold: float | None = None, scoring: bool = False,
             progress: bool = True, say: Callable[[str], None] | None = None,
-            threshold_setting: str = "--mask-threshold") -> Outcome:
+            threshold_setting: str = "--mask-threshold", known: frozenset[str] = frozenset()) -> Outcome:
     """Segment every item into `out`; the next batch is decoded while the network runs on this one.
     `scoring`: masks were asked for, so an image without one is listed as unscored. A file that
-    cannot be written fails its image only. The caller has checked `out` (`check_output`)."""
+    cannot be written fails its image only. The caller has checked `out` (`check_output`). `known`:
+    input digests of the images the network was trained on (its card), to tell which these are."""
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
@@ -173,6 +173,7 @@ def predict(network: Network, items: list[Item], out: Path, *, probabilities: st
             results = [future.result() for future in pending]
             pending = submit(batches[number + 1]) if number + 1 < len(batches) else []
             loaded = [result for result in results if isinstance(result, Loaded)]
+            outcome.seen_in_training += [entry.item.name for entry in loaded if known and input_digest(entry.input) in known]
             for item, result in zip(batch, results, strict=True):
                 if isinstance(result, str):
                     outcome.failures.append((str(item.image), result))
@@ -276,29 +277,31 @@ def check_free(out: Path, names: list[str]) -> None:
                           "a new or empty folder, or move those files away.")
 
 
-def ids_digest(names: list[str]) -> str:
-    """As recommend records the ids it trained on (inference/final.py)."""
-    return hashlib.sha256(json.dumps(sorted(names)).encode()).hexdigest()[:16]
-
-
-def trained_on(network: Network, items: list[Item], dataset: str | None) -> list[str]:
-    """Warnings when the scored images are (or may be) images the network was trained on: exactly
-    those of its model card (card.json beside it, same recipe), or a dataset of the name its
-    checkpoint records. Only an identical set of ids is recognised: a digest tells no more."""
-    scored = [item.name for item in items if item.masks]
-    meta = network.checkpoint.meta
-    if not scored:
-        return []
+def trained_images(network: Network) -> frozenset[str]:
+    """What the network saw of each image it was trained on (input digests, data/contract.py), from
+    its model card (card.json beside it, of the same recipe); empty when there is none."""
     try:
         card = json.loads((network.path.parent / "card.json").read_text())
     except (OSError, ValueError):
-        card = None
-    data = card.get("data") if isinstance(card, dict) and card.get("recipe_key") == meta.get("recipe_key") else None
-    if isinstance(data, dict) and data.get("ids_sha256") == ids_digest(scored):
-        return [f"the {len(scored)} scored images are the images this network was trained on (its card.json: "
-                f"dataset {data.get('dataset')}, ids sha256 {data['ids_sha256']}); these are training scores, not "
+        return frozenset()
+    if not isinstance(card, dict) or card.get("recipe_key") != network.checkpoint.meta.get("recipe_key"):
+        return frozenset()
+    digests = (card.get("data") or {}).get("image_digests") if isinstance(card.get("data"), dict) else None
+    return frozenset(d for d in digests if isinstance(d, str)) if isinstance(digests, list) else frozenset()
+
+
+def trained_on(network: Network, outcome: Outcome, dataset: str | None, known: frozenset[str]) -> list[str]:
+    """Warnings when scored images are images the network was trained on: by content, those whose
+    network input equals one its card lists (names say nothing: new images may reuse them); with
+    no card, a `--dataset` of the name its checkpoint records may hold them."""
+    scored = {row["id"] for row in outcome.scored}
+    seen = sorted(scored & set(outcome.seen_in_training))
+    if seen:
+        shown = ", ".join(seen[:3]) + (" ..." if len(seen) > 3 else "")
+        return [f"{len(seen)} of the {len(scored)} scored images are images this network was trained on (the same "
+                f"pixels as its training images, by its card.json): {shown}; their scores are training scores, not "
                 "what to expect on new images (the card's cross-validated scores are)"]
-    if dataset and meta.get("dataset") == dataset:
+    if not known and dataset and network.checkpoint.meta.get("dataset") == dataset:
         return [f"this network was trained on dataset {dataset!r} (its checkpoint says so); if INPUT holds those "
                 "files, images it was trained on are among the scored ones and the scores are optimistic"]
     return []
@@ -321,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                               "(0, 1] of full scale, e.g. --mask-threshold 0.5, or leave it out for binary masks.")
         check_output(args.output, read_folders(args))
         network = load_network(args.checkpoint, args.device)
+        known = trained_images(network)
         mask_threshold, dataset_name, setting = args.mask_threshold, None, "--mask-threshold"
         if args.dataset:
             items, mask_threshold, dataset_name = from_dataset(args.dataset, args.input, args.dataset_option)
@@ -331,9 +335,6 @@ def main(argv: list[str] | None = None) -> int:
             items = with_mask_folder(images, args.masks)
         names = planned(items, args.probabilities, not args.no_overlay)
         check_free(args.output, names)
-        warnings = trained_on(network, items, dataset_name)
-        for warning in warnings:
-            print(f"Warning: {warning}")
         try:
             claim(args.output, names)
         except OSError as error:
@@ -342,8 +343,10 @@ def main(argv: list[str] | None = None) -> int:
         outcome = predict(network, items, args.output, probabilities=args.probabilities, overlays=not args.no_overlay,
                           batch_size=args.batch_size, mask_threshold=mask_threshold,
                           scoring=bool(args.masks or args.dataset), progress=not args.no_progress,
-                          threshold_setting=setting)
-        outcome.warnings = warnings
+                          threshold_setting=setting, known=known)
+        outcome.warnings = trained_on(network, outcome, dataset_name, known)
+        for warning in outcome.warnings:
+            print(f"Warning: {warning}")
     except Exception as error:  # a UserError, also when Hydra's instantiate wrapped it: one line, exit code 2
         return one_line_exit(error)
     try:

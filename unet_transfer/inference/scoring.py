@@ -32,6 +32,7 @@ class Outcome:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
     unscored: list[str] = field(default_factory=list)  # predicted, but no mask was given
     warnings: list[str] = field(default_factory=list)  # e.g. the scored images are those it trained on
+    seen_in_training: list[str] = field(default_factory=list)  # images whose input its card lists
 
     @property
     def scored(self) -> list[dict]:
