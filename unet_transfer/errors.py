@@ -23,6 +23,11 @@ class ConfigError(UserError):
     """A setting whose value is outside what the project accepts."""
 
 
+class DivergedError(UserError):
+    """Training went non-finite (training/module.py): whatever the run would score is no result.
+    In a sweep the other runs go on, and the sweep ends with this line for each (sweeper.py)."""
+
+
 class DataWarning(UserWarning):
     """Something in a dataset that looks wrong but does not stop a run (all masks empty, masks
     without an image, images far below the training size). Runs log each one and record it in
