@@ -172,6 +172,17 @@ def test_fingerprint_follows_files_and_settings(tmp_path):
     assert fingerprint(samples, image_size=256) != key
 
 
+def test_a_cache_made_by_an_older_decoder_is_not_reused(tmp_path, monkeypatch):
+    """Reading images as viewers show them (EXIF orientation) changed what a file decodes to: a cache
+    made before that must not be read as if it were the same."""
+    from unet_transfer.data import preprocess
+
+    samples = read_udiat(write_udiat(tmp_path / "a"))
+    key = fingerprint(samples, image_size=256)
+    monkeypatch.setattr(preprocess, "DECODER_VERSION", preprocess.DECODER_VERSION - 1)
+    assert fingerprint(samples, image_size=256) != key
+
+
 def test_fingerprint_follows_mtime_alone(tmp_path):
     samples = read_udiat(write_udiat(tmp_path))
     key = fingerprint(samples, image_size=64)

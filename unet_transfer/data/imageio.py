@@ -36,6 +36,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from unet_transfer.errors import DatasetError
 
+# How files are decoded, part of every cache key: a cache made by an older decoder is remade
+# (2: EXIF orientation applied, so images and masks read as viewers show them).
+DECODER_VERSION = 2
+
 DICOM_SUFFIXES = (".dcm", ".dicom")
 
 # Values within this fraction of the mask's maximum from 0 or from the maximum count as

@@ -24,7 +24,7 @@ import numpy as np
 from unet_transfer.data.arrays import SegmentationSet
 from unet_transfer.data.checks import check_sizes
 from unet_transfer.data.digests import FileDigests
-from unet_transfer.data.imageio import read_grey, read_mask, resize_mask
+from unet_transfer.data.imageio import DECODER_VERSION, read_grey, read_mask, resize_mask
 from unet_transfer.data.readers import RawSample
 from unet_transfer.errors import ConfigError, DatasetError, DataWarning
 
@@ -218,6 +218,6 @@ def fingerprint(samples: Sequence[RawSample], digests: FileDigests | None = None
         relative = os.path.relpath(os.path.abspath(path), common).replace(os.sep, "/")
         entries.append([sample.id, sample.label, relative, stat.st_size, stat.st_mtime_ns, content])
     entries.sort(key=lambda e: (e[0], "" if e[1] is None else e[1], e[2]))
-    payload = {"version": PREPROCESS_VERSION, "files": entries, "settings": settings}
+    payload = {"version": PREPROCESS_VERSION, "decoder": DECODER_VERSION, "files": entries, "settings": settings}
     blob = json.dumps(payload, sort_keys=True, default=repr, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
