@@ -85,12 +85,12 @@ def inherit_packages(venv: Path) -> None:
 # never depends on the study, the report or inference, and the report reads run files, never
 # training internals.
 LAYERS = [
-    {"errors", "files", "config", "blocks", "metrics", "hardware", "rules"},
-    {"model", "networks", "checkpoint", "run_files", "data", "simulate", "sources"},
+    {"errors", "files", "blocks", "metrics", "hardware", "rules"},
+    {"config", "model", "networks", "checkpoint", "run_files", "data", "simulate", "sources"},
     {"analysis", "finetune"},
     {"training"},
     {"report"},
-    {"study", "inference"},
+    {"study", "inference", "forecast"},
     {"bench", "cli", "__main__", "__init__"},
 ]
 
@@ -109,3 +109,23 @@ def test_no_module_imports_from_a_layer_above_it():
             if match and match.group(1) in layer and layer[match.group(1)] > layer[own]:
                 offenders.append(f"unet_transfer/{relative}:{number}: {line.strip()}")
     assert not offenders, "imports from a higher layer:\n" + "\n".join(offenders)
+
+
+def test_simulator_and_reader_defaults_are_written_once_in_python():
+    """The dataset configs take every simulator's and reader's defaults from the functions'
+    signatures (sources.dataset_defaults) and repeat none of them; each can still be overridden
+    like any setting."""
+    import yaml
+
+    from unet_transfer.config import compose_config
+    from unet_transfer.sources import dataset_defaults
+
+    defaults = dataset_defaults()
+    for path in sorted((ROOT / "conf" / "dataset").glob("*.yaml")):
+        config = yaml.safe_load(path.read_text())
+        group, name = next(entry.split("@")[0].strip("/").split("/") for entry in config["defaults"] if "@" in entry)
+        repeated = sorted(set(config) & set(defaults[group][name]))
+        assert not repeated, f"{path.name} repeats the defaults of {group}/{name}: {repeated}"
+    composed = compose_config(["dataset.speckle=0.25", "dataset.compounding=1"]).dataset
+    assert composed.speckle == 0.25 and composed.compounding == 1 and composed.pulse_cycles == 3.0
+    assert compose_config(["dataset=busi"]).dataset.on_missing_mask == "error"

@@ -132,10 +132,25 @@ def path_safe(text: str, limit: int = 120) -> str:
 def register_resolvers() -> None:
     from unet_transfer import hardware
 
+    register_defaults()
     OmegaConf.register_new_resolver("token", process_token, replace=True)
     OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)
     OmegaConf.register_new_resolver("gpu_present", hardware.gpu_present, replace=True)
     OmegaConf.register_new_resolver("loader_workers", hardware.loader_workers, replace=True)
+
+
+def register_defaults() -> None:
+    """The simulators' and readers' defaults as config groups `simulator/<kind>` and
+    `reader/<name>`, taken from their functions' signatures (sources.dataset_defaults): written
+    once, in Python, and pulled into `conf/dataset/*.yaml` by their defaults lists."""
+    from hydra.core.config_store import ConfigStore
+
+    from unet_transfer.sources import dataset_defaults
+
+    store = ConfigStore.instance()
+    for group, nodes in dataset_defaults().items():
+        for name, node in nodes.items():
+            store.store(group=group, name=name, node=node)
 
 
 def user_config_dirs() -> list[str]:

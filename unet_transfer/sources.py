@@ -127,3 +127,26 @@ class ReaderSource(Source):
 
         return preprocess(self.samples, self.image_size, on_size_mismatch=self.on_size_mismatch,
                           mask_threshold=self.mask_threshold, name=self.name)
+
+
+def keyword_defaults(function, skip: tuple[str, ...] = ()) -> dict:
+    """A function's keyword settings with plain defaults (numbers, strings, booleans, None)."""
+    import inspect
+
+    plain = (bool, int, float, str, type(None))
+    return {name: parameter.default for name, parameter in inspect.signature(function).parameters.items()
+            if name not in skip and parameter.default is not inspect.Parameter.empty
+            and isinstance(parameter.default, plain)}
+
+
+def dataset_defaults() -> dict[str, dict[str, dict]]:
+    """Every simulator's and reader's settings with their defaults, read from the functions
+    themselves, the one place they are written: the dataset configs take them from here
+    (`defaults: [/simulator/ultrasound@_here_]`, config.register_defaults), so a setting can be
+    swept (`dataset.speckle=0,1`) without being repeated in YAML."""
+    from unet_transfer.data.readers import DATASETS
+    from unet_transfer.simulate import SIMULATORS
+
+    source = keyword_defaults(ReaderSource.__init__, skip=("self", "name", "reader", "root", "image_size"))
+    return {"simulator": {kind: keyword_defaults(simulate) for kind, simulate in SIMULATORS.items()},
+            "reader": {name: {**keyword_defaults(info.reader), **source} for name, info in DATASETS.items()}}
