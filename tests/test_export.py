@@ -81,7 +81,7 @@ def test_predict_refuses_a_checkpoint_without_its_preprocessing_and_never_builds
     with pytest.raises(ConfigError, match="does not record the preprocessing"):
         load_network(bare)
     other = save_weights(UNet(width=4), tmp_path / "other.pt", {"_target_": "os.system", "width": 4}, record(32))
-    with pytest.raises(ConfigError, match="describes a 'os.system'; only unet_transfer.model.UNet"):
+    with pytest.raises(ConfigError, match=r"describes a 'os.system'; only the registered networks \(unet_transfer.model.UNet, "):
         load_network(other)
 
 

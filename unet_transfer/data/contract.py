@@ -10,6 +10,7 @@ whose rule it does not know rather than guess one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,11 @@ def record(image_size: int, threshold: float = THRESHOLD) -> dict:
             "preprocessing": {"rule": RULE, "version": PREPROCESS_VERSION}}
 
 
-def read_record(meta: dict, path: Path | str, levels: int = 4) -> tuple[int, float]:
+def read_record(meta: dict, path: Path | str, fits: Callable[[int], None] | None = None) -> tuple[int, float]:
     """(image_size, threshold) of a checkpoint, or a ConfigError saying why it cannot be used: the
-    size by the rules of a run's dataset.image_size (for the checkpoint's `levels`), the threshold
-    a probability strictly between 0 and 1."""
+    size a whole number the network takes (`fits`, from `size_rule` of the checkpoint's network;
+    by default the paper's 4-level U-Net's rule), the threshold a probability strictly between 0
+    and 1."""
     rule = meta.get("preprocessing") or {}
     if "image_size" not in meta or not rule:
         raise ConfigError(
@@ -45,7 +47,7 @@ def read_record(meta: dict, path: Path | str, levels: int = 4) -> tuple[int, flo
             f"checkpoint={str(path)!r} was trained with preprocessing {rule.get('rule')!r} version "
             f"{rule.get('version')!r}; this version of unet-transfer applies {RULE!r} version "
             f"{PREPROCESS_VERSION}. Predict with the unet-transfer version that trained it, or train it again.")
-    return check_size(meta["image_size"], path, levels), check_threshold(meta.get("threshold", THRESHOLD), path)
+    return check_size(meta["image_size"], path, fits), check_threshold(meta.get("threshold", THRESHOLD), path)
 
 
 def damaged(path: Path | str, what: str) -> ConfigError:
@@ -53,20 +55,76 @@ def damaged(path: Path | str, what: str) -> ConfigError:
                        "or edited; write it again (save_weights=PATH, or `unet-transfer recommend STUDY`).")
 
 
-def check_size(size, path: Path | str, levels: int) -> int:
-    from unet_transfer.blocks import Blocks
-    from unet_transfer.rules import check_image_size
+def check_size(size, path: Path | str, fits: Callable[[int], None] | None = None) -> int:
+    from unet_transfer.rules import whole
 
     try:
-        check_image_size(size, Blocks(levels))
+        whole(size, "dataset.image_size", 1, " (pixels; the paper uses 256)")
+        if size > MAX_IMAGE_SIZE:
+            raise ConfigError(f"dataset.image_size={size} is beyond any size a network here trains at (at most "
+                              f"{MAX_IMAGE_SIZE}; the paper uses 256)")
+        (fits or paper_unet_rule)(size)
     except ConfigError as error:
         raise damaged(path, f"its recorded {str(error).rstrip('.')}") from None
-    if size > MAX_IMAGE_SIZE:
-        raise damaged(path, f"its recorded dataset.image_size={size} is beyond any size a U-Net here trains at "
-                            f"(at most {MAX_IMAGE_SIZE}; the paper uses 256)")
     return size
 
 
+def paper_unet_rule(size: int) -> None:
+    from unet_transfer.blocks import PAPER_BLOCKS
+    from unet_transfer.rules import check_image_size
+
+    check_image_size(size, PAPER_BLOCKS)
+
+
+# --- Which input sizes a network takes -------------------------------------------------------
+
+MAX_STEP = 2**10  # no network here halves its input more than 10 times
+
+
+def takes(meta_model, size: int) -> bool:
+    """Whether the network gives a (1, 1, size, size) output for a (1, C, size, size) input: a
+    forward pass on the meta device (shapes only: no memory, whatever the size)."""
+    import torch
+
+    if any(t.device.type != "meta" for t in meta_model.parameters()):
+        raise ValueError("takes() runs a forward pass at any size: give it a network on the meta device")
+    first = next(meta_model.parameters())
+    channels = first.shape[1] if first.dim() == 4 else 1
+    try:
+        with torch.no_grad():
+            out = meta_model(torch.empty(1, channels, size, size, device="meta"))
+    except Exception:  # shapes that do not line up (a skip and an up-sampled map), sizes below the minimum
+        return False
+    return isinstance(out, torch.Tensor) and tuple(out.shape[-2:]) == (size, size)
+
+
+def size_step(meta_model) -> int | None:
+    """The network's size step: the smallest power of two p whose multiples 2p and 3p it takes
+    (16 for the paper's 4-level U-Net, 32 for FlexibleUNet on a ResNet)."""
+    p = 1
+    while p <= MAX_STEP:
+        if takes(meta_model, 2 * p) and takes(meta_model, 3 * p):
+            return p
+        p *= 2
+    return None
+
+
+def size_rule(meta_model) -> Callable[[int], None]:
+    """`fits(size)` for `read_record`: nothing when the network (on the meta device) takes
+    size x size inputs, else a ConfigError naming the step and the nearest valid sizes."""
+
+    def fits(size: int) -> None:
+        if takes(meta_model, size):
+            return
+        step = size_step(meta_model)
+        name = type(meta_model).__name__
+        if step is None:
+            raise ConfigError(f"dataset.image_size={size}: the {name} does not take {size}x{size} inputs")
+        lower, upper = max(step, size - size % step), size - size % step + step
+        raise ConfigError(f"dataset.image_size={size}: the {name} halves its input down to 1/{step}, so the size must "
+                          f"be a multiple of {step}; the nearest valid sizes are {lower} and {upper}")
+
+    return fits
 def check_threshold(threshold, path: Path | str) -> float:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
         raise damaged(path, f"its recorded threshold={threshold!r} is not a probability strictly between 0 and 1")

@@ -11,18 +11,28 @@ sizes 1 and 3 and on real images (`--check-images DIR`): the largest difference 
 and must stay within `--tolerance` (1e-4), else (also when it is NaN) the exit code is 1.
 ONNX is checked with onnxruntime when it is installed (`pip install 'unet-transfer[export]'`).
 
-ONNX is written by torch.onnx's TorchScript-based exporter (`dynamo=False`): it needs only
-the `onnx` package, while the newer torch.export-based one needs `onnxscript` too, for the
-same graph of this plain convolutional network. PyTorch has deprecated TorchScript in favour
-of torch.export; it is still the format libtorch (C++) loads, hence offered here.
+Any registered network exports (the paper's U-Net, MONAI's FlexibleUNet and BasicUNet). ONNX
+is written by torch.onnx's TorchScript-based exporter (`dynamo=False`, opset 17): it needs only
+the `onnx` package, while the newer torch.export-based one needs `onnxscript` too. TorchScript
+is made by tracing (`torch.jit.trace`), not scripting: MONAI's networks do not script (their
+forward passes use Python the TorchScript compiler refuses), and a trace of these convolutional
+networks is their whole computation. Both record one pass; where a network computes a shape from
+the batch size in Python (MONAI's ResNet pads its shortcuts with `torch.zeros(batch, ...)`), the
+trace would fix the batch size, so that step is exported as the equal zero padding `F.pad`
+(`batch_free`), and the self-check at batch sizes 1 and 3 proves the files take any batch.
+PyTorch has deprecated TorchScript in favour of torch.export; it is still the format libtorch
+(C++) loads, hence offered here.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +51,7 @@ META_FILE = "unet_transfer.json"  # the TorchScript file's extra file with the c
 
 
 class Probabilities(nn.Module):
-    """The U-Net with its sigmoid: what a deployment wants out of it."""
+    """The network with its sigmoid: what a deployment wants out of it."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -60,6 +70,31 @@ def records(network: Network) -> dict[str, str]:
             "unet_transfer.output": f"{OUTPUT}: float32 (N, 1, {size}, {size}); foreground where > {network.threshold:g}"}
 
 
+def _padded_shortcut(x: torch.Tensor, planes: int, stride: int, spatial_dims: int = 3) -> torch.Tensor:
+    """MONAI ResNet's type-A shortcut (average-pool by `stride`, zero channels up to `planes`)
+    with F.pad in place of torch.zeros(batch, ...): the same numbers, no batch size in the trace."""
+    out = torch.nn.functional.avg_pool2d(x, 1, stride) if spatial_dims == 2 else \
+        torch.nn.functional.avg_pool3d(x, 1, stride)
+    return torch.nn.functional.pad(out, (0, 0) * spatial_dims + (0, planes - out.size(1)))
+
+
+@contextlib.contextmanager
+def batch_free(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` with its batch-size-dependent Python steps replaced by traceable equals while
+    exporting (see the module docstring); restored afterwards."""
+    swapped = []
+    for module in model.modules():
+        shortcut = getattr(module, "downsample", None)
+        if isinstance(shortcut, functools.partial) and getattr(shortcut.func, "__name__", "") == "_downsample_basic_block":
+            swapped.append((module, shortcut))
+            module.downsample = functools.partial(_padded_shortcut, **shortcut.keywords)
+    try:
+        yield model
+    finally:
+        for module, shortcut in swapped:
+            module.downsample = shortcut
+
+
 def wrapped(network: Network) -> tuple[Probabilities, torch.Tensor]:
     return Probabilities(network.model.cpu().eval()).eval(), torch.zeros(1, 1, network.image_size, network.image_size)
 
@@ -71,7 +106,7 @@ def export_onnx(network: Network, path: Path, opset: int = OPSET) -> Path:
         raise ConfigError("ONNX export needs the onnx package: pip install 'unet-transfer[export]' "
                           "(onnx, and onnxruntime to check the file).") from None
     model, example = wrapped(network)
-    with atomic_path(path) as tmp, warnings.catch_warnings():
+    with atomic_path(path) as tmp, warnings.catch_warnings(), batch_free(model):
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and constant-folding notes
         torch.onnx.export(model, (example,), str(tmp), input_names=[INPUT], output_names=[OUTPUT],
                           dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, opset_version=opset, dynamo=False)
@@ -85,8 +120,8 @@ def export_onnx(network: Network, path: Path, opset: int = OPSET) -> Path:
 
 def export_torchscript(network: Network, path: Path) -> Path:
     model, example = wrapped(network)
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with atomic_path(path) as tmp, warnings.catch_warnings(), batch_free(model):
+        warnings.simplefilter("ignore")  # DeprecationWarning, and TracerWarnings of MONAI's shape checks
         traced = torch.jit.trace(model, example)
         torch.jit.save(traced, str(tmp), _extra_files={META_FILE: json.dumps(records(network))})
     return path
