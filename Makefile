@@ -8,7 +8,7 @@ DIR ?= multirun/$(EXP)
 STAMP := .cache/installed.stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo study pretrain report analyze recommend predict export bench samples run test test-slow smoke-real smoke-installed lint clean
+.PHONY: help install demo study forecast pretrain report analyze recommend predict export bench samples run test test-slow smoke-real smoke-installed lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ demo: $(STAMP)  ## the main job: the paper's whole study on simulated data, with
 
 study: $(STAMP)  ## a whole study: make study EXP=paper_busi [ARGS="trainer.accelerator=gpu"]
 	$(PYTHON) -m unet_transfer study $(EXP) $(ARGS)
+
+forecast: $(STAMP)  ## the study's answer forecast in minutes, checked against the study if run: make forecast EXP=demo
+	$(PYTHON) -m unet_transfer forecast $(EXP) $(ARGS)
 
 pretrain: $(STAMP)  ## the paper's pretraining on natural images: make pretrain [ARGS="dataset=ecssd"]
 	$(PYTHON) -m unet_transfer train experiment=pretrain_natural $(ARGS)

@@ -4,6 +4,7 @@
     unet-transfer study EXPERIMENT [overrides]   an experiment's sweeps and their report
     unet-transfer report DIR                     tables, figures and statistics of finished runs
     unet-transfer analyze DIR                    per-block analysis (analysis.md, Fig. 5) of a finished study
+    unet-transfer forecast EXPERIMENT            the study's answer forecast cheaply, scored against the study
     unet-transfer bench [--quick]                speed and memory of this machine
     unet-transfer samples [--out samples.png]    simulated images beside the real samples
     unet-transfer recommend STUDY_DIR            train the study's best configuration on all its images
@@ -31,7 +32,8 @@ COMMANDS = {
     "train": (None, "one run, or a sweep with -m: Hydra overrides as in `python train.py`"),
     "study": ("unet_transfer.study.runner", "an experiment's sweeps (pretraining on demand) and their report"),
     "report": ("unet_transfer.report.__main__", "tables, figures and statistics of the finished runs below DIR"),
-    "analyze": ("unet_transfer.report.analyze", "per-block analysis of a finished study: analysis.md, Fig. 5"),
+    "analyze": ("unet_transfer.report.analyze_command", "per-block analysis of a finished study: analysis.md, Fig. 5"),
+    "forecast": ("unet_transfer.forecast.command", "which blocks to tune, forecast cheaply; scored against the study if run"),
     "bench": ("unet_transfer.bench.__main__", "speed and memory benchmark of this machine"),
     "samples": ("unet_transfer.simulate.__main__", "a sheet of simulated images beside the real samples"),
     "recommend": ("unet_transfer.inference.recommend", "train a study's best configuration on all its images, with a model card"),
