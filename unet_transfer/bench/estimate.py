@@ -57,7 +57,7 @@ def report_hours(seconds_per_image: float, cfg) -> float:
     """The report: its figures, plus Fig. 5's activation maximisation (4 nets x 2 layers x 128
     steps of 6 images, about a training step's cost per image)."""
     from unet_transfer.analysis.activation import Settings
-    from unet_transfer.report.activation import LAYERS, UNITS
+    from unet_transfer.report.fig5 import LAYERS, UNITS
 
     maximisation = 4 * len(LAYERS) * Settings().steps * UNITS * seconds_per_image
     return (REPORT_FIXED_S + maximisation) / 3600

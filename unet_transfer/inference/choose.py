@@ -19,6 +19,7 @@ every pair.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -66,12 +67,18 @@ def study_rows(study: Path) -> tuple[list[dict], list[str]]:
 
 
 @cache
-def block_parameters(model_settings: tuple) -> dict[int, int]:
-    """Parameters of each block of the U-Net with these settings (built once per model)."""
-    from unet_transfer.inference.network import model_from_settings
+def block_parameters(model_settings: str) -> dict[int, int]:
+    """Parameters of each block of the network these settings (JSON) describe, by its block
+    map (unet_transfer.networks.protocol): built once per model, on the meta device (counts only)."""
+    import torch
 
-    model = model_from_settings(dict(model_settings), "the study's model")
-    return {number: sum(p.numel() for p in model.block(number).parameters()) for number in model.layout.numbers}
+    from unet_transfer.checkpoint import build_network, check_settings
+    from unet_transfer.networks.protocol import block_map
+
+    build, arguments = check_settings(json.loads(model_settings), "the study's model")
+    with torch.device("meta"):
+        blocks = block_map(build_network(build, arguments))
+    return {number: sum(p.numel() for p in blocks.parameters(number)) for number in blocks.blocks.numbers}
 
 
 def trainable_parameters(row: dict) -> int:
@@ -85,11 +92,12 @@ def trainable_parameters(row: dict) -> int:
     settings = {key[len("model."):]: value for key, value in (run.get("settings") or {}).items()
                 if key.startswith("model.")}
     if not settings:  # runs of versions that recorded no settings: the run's own config
+        from omegaconf import OmegaConf
+
         from unet_transfer.inference.final import run_config
 
-        settings = dict(run_config(run["path"]).model)
-    frozen = tuple(sorted((key, tuple(v) if isinstance(v, list) else v) for key, v in settings.items()))
-    counts = block_parameters(frozen)
+        settings = OmegaConf.to_container(run_config(run["path"]).model, resolve=True)
+    counts = block_parameters(json.dumps(settings, sort_keys=True))
     return sum(counts[number] for number in row["blocks"])
 
 

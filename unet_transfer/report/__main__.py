@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
-    from unet_transfer.errors import UserError
+    from unet_transfer.errors import one_line_exit
     from unet_transfer.hardware import threads_for_one_process, use_threads
     from unet_transfer.report import NoRunsError, write_report
     from unet_transfer.report.registry import DESCRIPTIONS
@@ -43,9 +43,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         paths = write_report(args.dir, args.out, args.folds, before_entries=set_threads)
-    except (NoRunsError, UserError) as error:
+    except NoRunsError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # a UserError (also wrapped): one line, exit code 2; anything else is a bug
+        return one_line_exit(error)
     for name, path in paths.items():
         print(f"Wrote {path}  ({DESCRIPTIONS.get(name, name)})")
     return 0

@@ -97,7 +97,8 @@ def summarise(runs: list[dict], folds: int | None = None) -> tuple[list[dict], l
     by_key: dict[ConfigKey, list[dict]] = defaultdict(list)
     for run in runs:
         by_key[run["key"]].append(run)
-    sizes = {dataset: layout_of(runs, dataset).n for dataset in {r["dataset"] for r in runs}}
+    unrecorded = [r for r in runs if not r.get("blocks")]  # runs of older versions: the U-Net, its size inferred
+    sizes = {dataset: layout_of(unrecorded, dataset).n for dataset in {r["dataset"] for r in runs}}
     rows, warnings = [], []
     for key in sorted(by_key, key=key_order):
         group = sorted(by_key[key], key=lambda r: (str(r["seed"]), r["fold"]))
@@ -127,7 +128,8 @@ def summarise(runs: list[dict], folds: int | None = None) -> tuple[list[dict], l
                 extra[seed] = sorted(f for f in fold_runs if not 0 <= f < expected)
         trainable = group[0].get("trainable_blocks") or ()
         depth = next((r["depth"] for r in group if r.get("depth")), None)
-        layout = Blocks.counted(sizes[key.dataset], depth)
+        recorded = [r for r in group if r.get("blocks")]  # the network's own blocks, names and tiers
+        layout = layout_of(recorded, key.dataset, depth) if recorded else Blocks.counted(sizes[key.dataset], depth)
         row = {
             "key": key,
             "dataset": key.dataset,
@@ -233,16 +235,32 @@ def study_warnings(runs: list[dict]) -> list[str]:
 # ---------------------------------------------------------------- groups
 
 
-def study_groups(rows: list[dict], dataset: str) -> list[Group]:
-    """The dataset's k sweeps, pretrained ones first."""
+ANY = object()  # every network
+
+
+def group_network(group: Group):
+    """The network a sweep trained (its builder, `model._target_`), when the study had several;
+    None otherwise (the network is then no part of the variant)."""
+    return dict(group.variant).get("model._target_")
+
+
+def networks_in(rows: list[dict], dataset: str) -> list:
+    """The networks of a dataset's k sweeps (None: the only one), in the rows' order."""
+    return list(dict.fromkeys(group_network(group_of(r)) for r in rows
+                              if r["dataset"] == dataset and r["role"] in SWEPT_DIRECTIONS))
+
+
+def study_groups(rows: list[dict], dataset: str, network=ANY) -> list[Group]:
+    """The dataset's k sweeps (of one network, when given), pretrained ones first."""
     groups = {group_of(r) for r in rows if r["dataset"] == dataset and r["role"] in SWEPT_DIRECTIONS}
+    groups = {g for g in groups if network is ANY or group_network(g) == network}
     return sorted(groups, key=lambda g: (not g.has_pretrained, g.method != "freeze", g.method, g.epochs,
                                          tuple((k, str(v)) for k, v in g.variant)))
 
 
-def primary_group(rows: list[dict], dataset: str) -> Group | None:
+def primary_group(rows: list[dict], dataset: str, network=ANY) -> Group | None:
     """The sweep the figures show: pretrained first, then the most runs, then fewest epochs."""
-    groups = study_groups(rows, dataset)
+    groups = study_groups(rows, dataset, network)
     if not groups:
         return None
 
@@ -253,10 +271,12 @@ def primary_group(rows: list[dict], dataset: str) -> Group | None:
 
 
 def references_for(rows: list[dict], group: Group) -> list[dict]:
-    """Reference rows for a sweep: the same epochs and variant preferred, else every one available."""
+    """Reference rows for a sweep (of its network): the same epochs and variant preferred, else
+    every one available."""
     out = []
     for role in REFERENCE_ROLES:
-        found = [r for r in rows if r["dataset"] == group.dataset and r["role"] == role]
+        found = [r for r in rows if r["dataset"] == group.dataset and r["role"] == role
+                 and group_network(group_of(r)) == group_network(group)]
         variant = [r for r in found if (r["key"].variant, r["key"].method) == (group.variant, group.method)] or \
             [r for r in found if r["key"].method == "freeze"] or found
         same = [r for r in variant if r["epochs"] == group.epochs or role in UNTRAINED_ROLES]

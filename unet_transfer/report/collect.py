@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from unet_transfer.blocks import SWEPT_DIRECTIONS, Blocks, canonical_direction, span
+from unet_transfer.errors import ConfigError
 from unet_transfer.metrics import METRICS
 
 REQUIRED = ("dataset", "direction", "k", "fold", "epochs", *METRICS)
@@ -107,23 +108,41 @@ def _hashable(value):
     return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
 
 
+def network_of(run: dict):
+    """The network a run trained (its builder, `model._target_`); None for runs that record no settings."""
+    return (run.get("settings") or {}).get("model._target_")
+
+
+def _differs(group: list[dict], key: str) -> bool:
+    return len({_hashable(run["settings"].get(key)) for run in group
+                if key != "pretrained" or run["has_pretrained"]}) > 1
+
+
 def variant_settings(runs: list[dict]) -> dict[tuple, set]:
-    """Per dataset and method, the recorded settings whose values differ among its runs (beyond
-    the axes the roles say). `pretrained` counts only when pretrained runs started from different
-    checkpoints. (A method's own settings, e.g. LoRA's rank, never separate it from the others:
-    the method does.)"""
+    """Per dataset, method and network, the recorded settings whose values differ among its runs
+    (beyond the axes the roles say). `pretrained` counts only when pretrained runs started from
+    different checkpoints. (A method's own settings, e.g. LoRA's rank, never separate it from the
+    others: the method does.) In a study of several networks, the network (`model._target_`)
+    separates runs, and a network's own settings (`model.*`) and its pretrained checkpoint count
+    only where they differ among that network's runs: FlexibleUNet's decoder_channels say
+    nothing a U-Net row needs, and each network starts from its own checkpoint."""
     by_dataset: dict[tuple, list[dict]] = defaultdict(list)
     for run in runs:
         if run.get("settings") is not None:  # runs of older versions record none
             by_dataset[(run["dataset"], run.get("method") or "freeze")].append(run)
-    varying: dict[str, set] = {}
-    for dataset, group in by_dataset.items():
+    varying: dict[tuple, set] = {}
+    for (dataset, method), group in by_dataset.items():
         keys = {key for run in group for key in run["settings"]} - set(AXIS_SETTINGS)
-        varying[dataset] = {key for key in keys
-                            if len({_hashable(run["settings"].get(key)) for run in group
-                                    if key != "pretrained" or run["has_pretrained"]}) > 1}
-        if "data" in varying[dataset] and not data_tells_apart(group, varying[dataset] - {"data"}):
-            varying[dataset].discard("data")
+        shared = {key for key in keys if _differs(group, key)}
+        networks = {network_of(run) for run in group}
+        own = {key for key in shared if len(networks) > 1 and (key.startswith("model.") or key == "pretrained")
+               and key != "model._target_"}
+        for network in networks:
+            mine = [run for run in group if network_of(run) == network]
+            found = (shared - own) | {key for key in own if _differs(mine, key)}
+            if "data" in found and not data_tells_apart(mine, found - {"data"}):
+                found.discard("data")
+            varying[(dataset, method, network)] = found
     return varying
 
 
@@ -143,7 +162,7 @@ def assign_keys(runs: list[dict]) -> None:
     varying = variant_settings(runs)
     for run in runs:
         settings = run.get("settings") or {}
-        keys = sorted(varying.get((run["dataset"], run.get("method") or "freeze"), ()))
+        keys = sorted(varying.get((run["dataset"], run.get("method") or "freeze", network_of(run)), ()))
         variant = tuple((key, _hashable(settings.get(key))) for key in keys
                         if key != "pretrained" or run["has_pretrained"])
         run["key"] = config_key(run, variant)
@@ -203,7 +222,16 @@ OPTIONAL_SHAPES = {  # absent or null is fine: runs of older versions record few
     "folds_digest": (_of(str), "a string"),
     "warnings": (lambda v: isinstance(v, list) and all(isinstance(w, str) for w in v), "a list of strings"),
     **{name: (_of(dict), "an object") for name in ("validation", "block_change", "block_cka", "block_grad_norm")},
+    "blocks": (lambda v: _blocks_record(v) is not None, "the network's block list {network, names, roles, tiers}"),
 }
+
+
+def _blocks_record(record) -> Blocks | None:
+    """The recorded block list as Blocks, or None when it is not one."""
+    try:
+        return Blocks.recorded(record) if isinstance(record, dict) else None
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return None
 
 
 def shape_problem(metrics: dict) -> str | None:
@@ -309,31 +337,46 @@ def deduplicate(runs: list[dict]) -> tuple[list[dict], list[str]]:
     return kept, warnings
 
 
-def layout_of(runs: list[dict], dataset: str) -> Blocks:
-    """The blocks of the model a dataset's runs used: recorded in metrics.json (`n_blocks`), or,
-    for runs of older versions, inferred from them (the paper's 9 when they cannot tell)."""
+def layout_of(runs: list[dict], dataset: str, depth: str | None = None) -> Blocks:
+    """The blocks of the network these runs (of `dataset`) trained: recorded in metrics.json
+    (`blocks`: names, roles and tiers, any network), else the paper's U-Net of the recorded block
+    count (`n_blocks`), or, for runs of older versions, of a count inferred from them (the paper's
+    9 when they cannot tell)."""
+    mine = [run for run in runs if run.get("dataset") == dataset]
+    recorded = next((_blocks_record(run["blocks"]) for run in mine if run.get("blocks")), None)
+    if recorded is not None:
+        return recorded.with_depth(depth)
     exact, at_least = [], [Blocks().n]
-    for run in runs:
-        if run["dataset"] != dataset:
-            continue
+    for run in mine:
         if run.get("n_blocks"):
             exact.append(int(run["n_blocks"]))
-        elif run["direction"] in ("deep_to_shallow", "none") and run.get("trainable_blocks"):
+        elif run.get("direction") in ("deep_to_shallow", "none") and run.get("trainable_blocks"):
             exact.append(max(run["trainable_blocks"]))  # these always include the deepest block
-        at_least.append(run["k"])
-    return Blocks.counted(max(exact) if exact else max(at_least))
+        at_least.append(run.get("k") or 0)
+    return Blocks.counted(max(exact) if exact else max(at_least), depth)
 
 
 def run_path(run: dict) -> str | None:
-    """'contracting' / 'expanding' when the run trained exactly that path of its U-Net."""
+    """'contracting' / 'expanding' when the run trained exactly that path of its network."""
     trained = set(run.get("trainable_blocks") or ())
-    layout = Blocks.counted(run["n_blocks"]) if run.get("n_blocks") else Blocks.counted(max(trained | {Blocks().n}))
+    layout = layout_of([run], run.get("dataset"))
     return next((path for path in ("contracting", "expanding") if trained == set(getattr(layout, path))), None)
+
+
+def network_name(target) -> str:
+    """A network's builder as its config's name: unet_transfer.networks.flexunet.build -> flexunet,
+    unet_transfer.model.UNet -> unet (conf/model/<name>.yaml)."""
+    text = str(target)
+    if text == "unet_transfer.model.UNet":
+        return "unet"
+    parts = text.split(".")
+    return parts[-2] if parts[-1] == "build" and len(parts) > 1 else parts[-1]
 
 
 def variant_words(variant: tuple, method: str = "freeze") -> str:
     """(('optimizer.lr', 0.001),) -> 'optimizer.lr=0.001'; a method other than freeze first."""
-    words = [f"{key.removeprefix('finetune.')}={short_data(value) if key == 'data' else value}"
+    words = [f"model={network_name(value)}" if key == "model._target_" else
+             f"{key.removeprefix('finetune.')}={short_data(value) if key == 'data' else value}"
              for key, value in variant if value is not None]
     return ", ".join([method] * (method != "freeze") + words)
 

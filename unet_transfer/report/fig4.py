@@ -14,8 +14,10 @@ from matplotlib.lines import Line2D
 from unet_transfer.blocks import DIRECTION_TITLES, SWEPT_DIRECTIONS
 from unet_transfer.metrics import METRICS
 from unet_transfer.report.aggregate import (
+    ANY,
     find_row,
     group_layout,
+    networks_in,
     primary_group,
     references_for,
     study_groups,
@@ -37,7 +39,8 @@ def plot_metric_vs_blocks(rows: list[dict], metric: str, path: Path) -> Path | N
     with their value; hollow markers flag configurations with fewer folds than expected.
     Returns None (and draws nothing) when no dataset has a k sweep (see tables.has_k_sweep).
     """
-    datasets = [d for d in sorted({r["dataset"] for r in rows}) if swept(rows, d)]
+    datasets = [(d, network) for d in sorted({r["dataset"] for r in rows}) for network in networks_in(rows, d)
+                if swept(rows, d, network)]  # one panel per dataset and network: its own k and blocks
     if not datasets:
         return None
     columns = min(3, len(datasets))
@@ -47,8 +50,8 @@ def plot_metric_vs_blocks(rows: list[dict], metric: str, path: Path) -> Path | N
     )
     axes = fig.subplots(lines_of_panels, columns, squeeze=False).ravel()
     legend: dict[str, object] = {}
-    for ax, dataset in zip(axes, datasets, strict=False):
-        legend.update(_panel(ax, rows, dataset, metric))
+    for ax, (dataset, network) in zip(axes, datasets, strict=False):
+        legend.update(_panel(ax, rows, dataset, metric, network))
     for ax in axes[len(datasets) :]:
         ax.set_visible(False)
     gap = "\n" if columns == 1 else " "  # one panel is too narrow for the title on one line
@@ -69,9 +72,9 @@ def plot_metric_vs_blocks(rows: list[dict], metric: str, path: Path) -> Path | N
     return path
 
 
-def swept(rows: list[dict], dataset: str) -> bool:
-    """Whether the dataset's primary sweep is a k sweep (not the two paths alone)."""
-    primary = primary_group(rows, dataset)
+def swept(rows: list[dict], dataset: str, network=ANY) -> bool:
+    """Whether the dataset's primary sweep (of this network) is a k sweep (not the two paths alone)."""
+    primary = primary_group(rows, dataset, network)
     return primary is not None and has_k_sweep(rows, primary)
 
 
@@ -87,10 +90,10 @@ def _legend_order(label: str) -> tuple:
     return ("epochs" in label, position, label)
 
 
-def _panel(ax, rows, dataset, metric) -> dict[str, object]:
-    """Draw one dataset; returns the legend entries {label: handle} it used."""
-    primary = primary_group(rows, dataset)
-    groups = [g for g in study_groups(rows, dataset)
+def _panel(ax, rows, dataset, metric, network=ANY) -> dict[str, object]:
+    """Draw one dataset (and network); returns the legend entries {label: handle} it used."""
+    primary = primary_group(rows, dataset, network)
+    groups = [g for g in study_groups(rows, dataset, network)
               if g.has_pretrained == primary.has_pretrained and has_k_sweep(rows, g)]
     layout = group_layout(rows, primary)
     legend: dict[str, object] = {}
@@ -169,7 +172,8 @@ def _panel(ax, rows, dataset, metric) -> dict[str, object]:
     start = "pretrained" if primary.has_pretrained else "from scratch"
     extra = f", {variant_words(primary.variant, primary.method)}" if primary.variant or primary.method != "freeze" else ""
     ax.set_title(f"{dataset} ({start}, {primary.epochs} epochs{extra})", fontsize=11)
-    ax.set_xlabel(f"Number of {layout.k_words} fine-tuned, k")
+    ax.set_xlabel(f"Number of {layout.k_words} fine-tuned, k\n({layout.n} blocks of {layout.described}: "
+                  f"1 = {layout.names[0]} … {layout.n} = {layout.names[-1]})", fontsize=9)
     ax.set_ylabel(METRICS[metric].axis_label)
     ax.set_xticks(layout.k_range)
     ax.set_xlim(0.5, len(layout.k_range) + 0.5)

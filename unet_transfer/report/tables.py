@@ -83,12 +83,14 @@ def summary_markdown(report: Report, warnings: list[str], n_unfinished: int, fig
         lines += ["## ⚠ Warnings", ""] + [f"- ⚠ {w}" for w in warnings] + [""]
     for dataset in sorted({r["dataset"] for r in rows}):
         lines += [f"## {dataset}", ""]
-        if len(layouts) > 1:
+        if len(layouts) > 1 and len({r["layout"] for r in rows if r["dataset"] == dataset}) == 1:
             lines += [next(r["layout"] for r in rows if r["dataset"] == dataset).legend(), ""]
         primary = primary_group(rows, dataset)
         groups = [g for g in study_groups(rows, dataset) if g != primary]
         shown: set = set()
         for group in ([primary] if primary else []) + groups:
+            if len({r["layout"] for r in rows if r["dataset"] == dataset}) > 1:  # networks of their own blocks
+                lines += [f"**{group_words(group)}**: {group_layout(rows, group).legend()}", ""]
             lines += paths_table(rows, group, shown, with_references=group == primary)
             lines += k_table(rows, group, shown, all_k=group == primary)
         rest = [r for r in rows if r["dataset"] == dataset and r["key"] not in shown]

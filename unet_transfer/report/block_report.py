@@ -5,7 +5,7 @@ linear CKA between the loaded and the fine-tuned network's features on the held-
 and the gradient norm during training. Figures: the paths (contracting, expanding, all) as
 lines over the blocks (block_analysis.png), the k sweep as heatmaps (block_analysis_by_k.png)
 and, when a dataset setting was swept (the speckle ablation), block 1 against it. The Fig. 5
-grid (report/activation.py) is shown here too.
+grid (report/fig5.py) is shown here too.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    from unet_transfer.errors import one_line_exit
     from unet_transfer.report import NoRunsError, write_report
     from unet_transfer.report.registry import DESCRIPTIONS
 
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     except NoRunsError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # a UserError (also wrapped): one line, exit code 2; anything else is a bug
+        return one_line_exit(error)
     if not paths:
         print("Nothing to analyse: no run recorded per-block results (block_change), e.g. runs of an older "
               "version; run the study again.", file=sys.stderr)

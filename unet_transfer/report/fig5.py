@@ -11,7 +11,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from unet_transfer.report.aggregate import primary_group
-from unet_transfer.report.analysis import strategies
+from unet_transfer.report.block_report import strategies
 from unet_transfer.report.registry import Report, entry
 from unet_transfer.run_files import KEPT_WEIGHTS
 
@@ -39,23 +39,22 @@ def kept_nets(report: Report, dataset: str) -> dict[str, Path]:
 
 
 def load(path: Path):
-    from unet_transfer.checkpoint import load_pretrained, read_state_dict
-    from unet_transfer.model import UNet
+    """The network of a kept checkpoint, built as predict builds one: only a registered network
+    (networks/protocol.ADAPTERS), its settings and tensors checked on the meta device first."""
+    from unet_transfer.checkpoint import checked_network, read_checkpoint
 
-    settings = {k: v for k, v in read_state_dict(path)[1].items() if k != "_target_"}
-    model = UNet(**settings)
-    load_pretrained(model, path)
-    return model.eval()
+    return checked_network(read_checkpoint(path, setting="checkpoint"), path)[0]
 
 
 def images_of(nets: dict[str, Path], size: int, steps: int, units: int) -> dict[tuple[str, int], object]:
     """(net, layer) -> the maximising images of the first `units` channels of that layer."""
     from unet_transfer.analysis.activation import Settings, maximise
+    from unet_transfer.networks.protocol import convolutions as body_convolutions
 
     out = {}
     for name, path in nets.items():
         model = load(path)
-        convolutions = model.convolutions()
+        convolutions = body_convolutions(model)  # (block, conv) in depth order, the output head left out
         for layer in LAYERS:
             _, conv = convolutions[layer - 1 if layer > 0 else layer]
             chosen = list(range(min(units, conv.out_channels)))
