@@ -15,6 +15,7 @@ from unet_transfer.analysis.activation import Settings, maximise, unit_activatio
 from unet_transfer.analysis.cka import CKAStats, linear_cka
 from unet_transfer.checkpoint import save_weights
 from unet_transfer.model import UNet
+from unet_transfer.networks.protocol import block_map, blocks_of, set_frozen_blocks
 from unet_transfer.report import write_report
 from unet_transfer.simulate import simulate_ultrasound
 from unet_transfer.training.run import run
@@ -47,7 +48,8 @@ def test_gradient_flow_is_each_blocks_gradient_norm_with_its_block_index_copied_
 
     torch.manual_seed(0)
     model = UNet(width=4)
-    model.set_frozen_blocks([1, 2])
+    set_frozen_blocks(model, [1, 2])
+    block_of, numbers = block_map(model).block_of_name(model), blocks_of(model).numbers
     flow, module = GradientFlow(), SimpleNamespace(model=model)
     flow.on_fit_start(None, module)
     flow.on_train_epoch_start(None, module)
@@ -55,16 +57,16 @@ def test_gradient_flow_is_each_blocks_gradient_norm_with_its_block_index_copied_
     for _ in range(3):
         model.zero_grad(set_to_none=True)
         model(torch.rand(2, 1, 32, 32)).square().mean().backward()
-        per_block = {b: 0.0 for b in model.layout.numbers}
+        per_block = {b: 0.0 for b in numbers}
         for name, p in model.named_parameters():
             if p.grad is not None:
-                per_block[model.block_of_parameter(name)] += float(p.grad.double().square().sum())
+                per_block[block_of[name]] += float(p.grad.double().square().sum())
         expected.append({b: v ** 0.5 for b, v in per_block.items()})
         flow.on_before_optimizer_step(None, module, None)
     module.log = lambda *args, **kwargs: None
     flow.on_train_epoch_end(None, module)
     means = flow.mean_over_training()
-    for b in model.layout.numbers:
+    for b in numbers:
         assert means[b] == pytest.approx(sum(e[b] for e in expected) / 3, rel=1e-6)
     assert means[1] == means[2] == 0.0 and means[9] > 0
     assert len(flow._index) == 1  # one host-to-device copy for the phase, not one per step

@@ -15,6 +15,7 @@ from unet_transfer.finetune.auto_rgn import AutoRGN, rgn_scales
 from unet_transfer.finetune.l2sp import L2SP
 from unet_transfer.finetune.lora import LoRA, LoRAConv2d, adapted
 from unet_transfer.model import UNet
+from unet_transfer.networks.protocol import block_map, blocks_of, set_frozen_blocks
 from unet_transfer.report import write_report
 from unet_transfer.training.run import run
 
@@ -38,11 +39,12 @@ def test_every_method_leaves_frozen_blocks_bit_identical(make_cfg, tmp_path, pre
     before, after, metrics = trained_weights(make_cfg, tmp_path, pretrained, method, "freeze=deep_to_shallow", "k=3",
                                              f"finetune={method}")
     model = UNet(width=4)
+    block_of = block_map(model).block_of_name(model)
     assert metrics["method"] == method and 0 < metrics["trainable_share"] < 1 and metrics["train_time_s"] > 0
     for key, tensor in before.items():
-        if model.block_of_parameter(key) <= 6:
+        if block_of[key] <= 6:
             assert torch.equal(tensor, after[key]), f"{method}: {key} is frozen but changed"
-    assert any(not torch.equal(before[k], after[k]) for k in before if model.block_of_parameter(k) > 6)
+    assert any(not torch.equal(before[k], after[k]) for k in before if block_of[k] > 6)
 
 
 def test_bitfit_trains_only_biases(make_cfg, tmp_path, pretrained):
@@ -74,7 +76,7 @@ def test_layer_lr_decays_by_depth_in_either_direction():
 def test_l2sp_is_zero_at_the_pretrained_weights_and_grows_with_distance():
     model = UNet(width=4)
     method = L2SP(alpha=0.1, beta=0.0)
-    method.prepare(model, model.layout.numbers)
+    method.prepare(model, blocks_of(model).numbers)
     assert float(method.penalty(model)) == 0.0
     direction = {name: torch.randn_like(p) for name, p in model.named_parameters()}
     values = []
@@ -107,9 +109,10 @@ def test_lora_keeps_the_base_bit_identical_and_merges_into_the_same_network():
     model = UNet(width=4)
     base = {k: v.clone() for k, v in model.state_dict().items()}
     method = LoRA(rank=2, alpha=4.0, blocks=[1, 9])
-    model.set_frozen_blocks(set())
-    method.prepare(model, model.layout.numbers)
-    assert {model.block_of_parameter(n) for n, p in model.named_parameters() if p.requires_grad} == {1, 9}
+    set_frozen_blocks(model, set())
+    method.prepare(model, blocks_of(model).numbers)
+    block_of = block_map(model).block_of_name(model)
+    assert {block_of[n] for n, p in model.named_parameters() if p.requires_grad} == {1, 9}
     assert all(".lora_" in n for n, p in model.named_parameters() if p.requires_grad)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     images, masks = torch.rand(2, 1, 32, 32), (torch.rand(2, 1, 32, 32) > 0.5).float()
@@ -139,7 +142,8 @@ def test_gradual_unfreezing_gives_each_phase_its_own_learning_rate(make_cfg, tmp
     built.trainer.fit(built.module, built.datamodule)
     groups = built.trainer.optimizers[0].param_groups
     assert [g["lr"] for g in groups][:2] == [1e-4, 0.5]  # block 1 at the optimiser's lr, the contracting phase at 0.5
-    assert {built.model.block_of_parameter(n) for n, p in built.model.named_parameters() if p.requires_grad} == {1, 2, 3, 4, 5}
+    block_of = block_map(built.model).block_of_name(built.model)
+    assert {block_of[n] for n, p in built.model.named_parameters() if p.requires_grad} == {1, 2, 3, 4, 5}
 
 
 def test_depth_shortest_sweeps_tiers_in_both_directions_and_the_report_says_so(make_cfg, tmp_path):

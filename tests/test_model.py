@@ -5,6 +5,7 @@ from torch import nn
 from unet_transfer.blocks import Blocks
 from unet_transfer.errors import ConfigError
 from unet_transfer.model import UNet
+from unet_transfer.networks.protocol import block_map, set_frozen_blocks
 
 
 def n_params(model):
@@ -25,8 +26,9 @@ def test_blocks_are_ordered_by_depth_and_the_head_belongs_to_block_9():
     assert model.block_names == ("enc1", "enc2", "enc3", "enc4", "bottleneck", "dec4", "dec3", "dec2", "dec1")
     assert model.block_names == Blocks(4).names
     head_keys = [k for k in model.state_dict() if ".head." in k]
-    assert head_keys and all(model.block_of_parameter(k) == 9 for k in head_keys)
-    assert model.block_of_parameter("blocks.enc2.1.weight") == 2
+    block_of = block_map(model).block_of_name(model)
+    assert head_keys and all(block_of[k] == 9 for k in head_keys)
+    assert block_of["blocks.enc2.1.weight"] == 2
     # every parameter belongs to exactly one block
     assert sum(n_params(model.block(b)) for b in range(1, 10)) == n_params(model)
 
@@ -63,7 +65,7 @@ def test_weights_are_he_normal_and_biases_zero():
 
 def test_frozen_blocks_keep_batchnorm_in_eval_mode_through_train():
     model = UNet(width=4, norm="batch")
-    model.set_frozen_blocks({1, 2})
+    set_frozen_blocks(model, {1, 2})  # the protocol's one rule, for every network
     model.train()
     bn = lambda b: [m for m in model.block(b).modules() if isinstance(m, nn.BatchNorm2d)]  # noqa: E731
     assert bn(1) and all(not m.training for m in bn(1) + bn(2))

@@ -141,7 +141,6 @@ class UNet(nn.Module):
             else:
                 blocks[f"dec{i + 1}"] = DecoderBlock(below, channels[i], channels[i], norm)
         self.blocks = nn.ModuleDict({name: blocks[name] for name in self.layout.names})
-        self.frozen_blocks: frozenset[int] = frozenset()
         self.reset_parameters()
 
     @property
@@ -155,10 +154,6 @@ class UNet(nn.Module):
     def block(self, number: int) -> nn.Module:
         """Block by its 1-based depth number."""
         return self.blocks[self.block_names[number - 1]]
-
-    def block_of_parameter(self, name: str) -> int:
-        """Depth number of the block a state-dict key belongs to ("blocks.enc2.1.weight" -> 2)."""
-        return self.block_names.index(name.split(".")[1]) + 1
 
     def representation(self, number: int) -> nn.Module:
         """The module whose output is block `number`'s features (for the deepest block, the
@@ -180,24 +175,6 @@ class UNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-
-    def set_frozen_blocks(self, frozen: set[int] | frozenset[int]) -> None:
-        """Freeze these blocks (1-based): no gradient, and normalisation held in eval mode."""
-        self.frozen_blocks = frozenset(frozen)
-        for number in self.layout.numbers:
-            for p in self.block(number).parameters():
-                p.requires_grad_(number not in self.frozen_blocks)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> UNet:
-        """Keep normalisation layers of frozen blocks in eval mode: their running statistics
-        are part of the pretrained weights and must not drift."""
-        super().train(mode)
-        for number in self.frozen_blocks:
-            for module in self.block(number).modules():
-                if isinstance(module, nn.modules.batchnorm._NormBase):
-                    module.eval()
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

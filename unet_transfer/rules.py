@@ -46,12 +46,17 @@ def block_list(value, name: str, layout: Blocks) -> list[int]:
 
 
 def check_image_size(size, layout: Blocks) -> None:
-    step = 2**layout.levels
+    check_size_multiple(size, 2**layout.levels, f"the U-Net halves the image {layout.levels} times (model.levels)")
+
+
+def check_size_multiple(size, step: int, why: str) -> None:
+    """dataset.image_size is a multiple of `step`, the network's own rule (`why` says it in
+    words: "the U-Net halves the image 4 times (model.levels)")."""
     whole(size, "dataset.image_size", step, " (pixels; the paper uses 256)")
     if size % step:
         lower, upper = size - size % step, size - size % step + step
         raise ConfigError(
-            f"dataset.image_size={size}: the U-Net halves the image {layout.levels} times (model.levels), so "
+            f"dataset.image_size={size}: {why}, so "
             f"the size must be a multiple of {step}; the nearest valid sizes are {lower} and {upper}.")
 
 

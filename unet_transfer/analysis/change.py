@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import math
 
+from unet_transfer.networks.protocol import block_map
+
 
 def block_change(model, initial: dict) -> dict[int, float]:
     """Relative change per block number, from the state dict `initial` (the loaded weights)."""
     moved, size = {}, {}
+    block_of = block_map(model).block_of_name(model)
     for name, now in model.state_dict().items():
         if not now.is_floating_point():
             continue
-        block = model.block_of_parameter(name)
+        block = block_of[name]
         before = initial[name].to(now.device, now.dtype)
         moved[block] = moved.get(block, 0.0) + float((now - before).double().pow(2).sum())
         size[block] = size.get(block, 0.0) + float(before.double().pow(2).sum())

@@ -10,6 +10,8 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from unet_transfer.networks.protocol import block_map
+
 
 class GradientFlow(pl.Callback):
     def __init__(self):
@@ -17,9 +19,11 @@ class GradientFlow(pl.Callback):
 
     def on_fit_start(self, trainer, pl_module) -> None:
         model = pl_module.model
-        self._names = model.layout.names
+        blocks = block_map(model)
+        block_of = blocks.block_of_name(model)
+        self._names = blocks.blocks.names
         self._params = [p for _, p in model.named_parameters()]
-        self._blocks = torch.tensor([model.block_of_parameter(n) - 1 for n, _ in model.named_parameters()])
+        self._blocks = torch.tensor([block_of[n] - 1 for n, _ in model.named_parameters()])
         self._index: dict[tuple[int, ...], torch.Tensor] = {}  # parameters with gradients -> their blocks, on the device
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:

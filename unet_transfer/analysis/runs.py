@@ -14,6 +14,7 @@ import torch
 
 from unet_transfer.analysis.change import block_change
 from unet_transfer.analysis.cka import CKAStats
+from unet_transfer.networks.protocol import block_map, representation
 
 
 class BlockAnalysis(pl.Callback):
@@ -26,10 +27,11 @@ class BlockAnalysis(pl.Callback):
         model = pl_module.model
         self._reference = copy.deepcopy(model).eval()
         self._reference.load_state_dict(self.initial)
-        self._stats = {b: CKAStats() for b in model.layout.numbers}
+        numbers = block_map(model, check=False).blocks.numbers
+        self._stats = {b: CKAStats() for b in numbers}
         self._features: dict[str, dict[int, torch.Tensor]] = {"tuned": {}, "loaded": {}}
-        self._hooks = [net.representation(b).register_forward_hook(self._keep(side, b))
-                       for side, net in (("tuned", model), ("loaded", self._reference)) for b in model.layout.numbers]
+        self._hooks = [representation(net, b).register_forward_hook(self._keep(side, b))
+                       for side, net in (("tuned", model), ("loaded", self._reference)) for b in numbers]
 
     def _keep(self, side: str, number: int):
         def hook(module, inputs, output):

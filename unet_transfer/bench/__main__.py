@@ -11,7 +11,7 @@ bench.json plus a readable table on stdout:
   layout and optimiser fed by the same DataLoader (framework overhead), and against that loop on
   one fixed in-memory batch (what loading adds), at the paper's size and at the demo's size;
 - step/epoch time, FLOPs and memory when only the deepest or only the shallowest block trains,
-  against all blocks (the freezing of the real path: FreezeSchedule -> UNet.set_frozen_blocks);
+  against all blocks (the freezing of the real path: FreezeSchedule -> networks.protocol.set_frozen_blocks);
 - data loading throughput (the real train_dataloader, on-line augmentation);
 - the fixed cost of one run of a sweep (in-process, as a Hydra sweep job pays it) and of a cold
   `python train.py` start;

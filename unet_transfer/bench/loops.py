@@ -64,7 +64,7 @@ class BareLoop:
         from unet_transfer.training.freeze import FreezeSchedule
 
         if trainable is not None:
-            FreezeSchedule.apply(model, trainable)  # the real path's freezing: UNet.set_frozen_blocks
+            FreezeSchedule.apply(model, trainable)  # the real path's freezing: protocol.set_frozen_blocks
         self.model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         self.model.train()
         self.network = torch.compile(self.model) if compile else self.model

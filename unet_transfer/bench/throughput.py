@@ -78,6 +78,7 @@ def measure_size(label: str, size: Size, plan: Plan, common: list[str], work: Pa
     import torch
     from hydra.utils import instantiate
 
+    from unet_transfer.networks.protocol import blocks_of
     from unet_transfer.training.build import build
 
     cfg = compose_cfg([*common, *size_overrides(size), "pretrained=null", "logger=none",
@@ -90,7 +91,7 @@ def measure_size(label: str, size: Size, plan: Plan, common: list[str], work: Pa
     built = build(cfg, callbacks=[rounds], logger=False, enable_progress_bar=False, enable_checkpointing=False,
                   enable_model_summary=False, max_epochs=plan.rounds + 1, limit_train_batches=plan.steps,
                   limit_val_batches=0, num_sanity_val_steps=0)
-    datamodule, template, layout = built.datamodule, copy.deepcopy(built.model), built.model.layout
+    datamodule, template, layout = built.datamodule, copy.deepcopy(built.model), blocks_of(built.model)
     fast = built.fast  # the settings the real path chose (fast.auto): the same-settings loops use them
     precision, channels_last, compiled = fast["precision"], fast["channels_last"], fast["compile"]
     data = datamodule.data

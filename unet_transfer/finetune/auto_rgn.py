@@ -12,7 +12,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from unet_transfer.finetune.base import Method
+from unet_transfer.finetune.base import Method, block_numbers
+from unet_transfer.networks.protocol import blocks_of
 
 
 def rgn_scales(weights: list[torch.Tensor], grads: list[torch.Tensor]) -> torch.Tensor:
@@ -29,9 +30,9 @@ class AutoRGN(Method):
         self.epoch_scales: list[dict[int, float]] = []
 
     def param_groups(self, model: nn.Module, blocks: Iterable[int], lr: float) -> list[dict]:
-        blocks = set(blocks)
-        return [{"params": [p], "lr": lr, "base_lr": lr, "block": model.block_of_parameter(n)}
-                for n, p in model.named_parameters() if p.requires_grad and model.block_of_parameter(n) in blocks]
+        blocks, block_of = set(blocks), block_numbers(model)
+        return [{"params": [p], "lr": lr, "base_lr": lr, "block": block_of[n]}
+                for n, p in model.named_parameters() if p.requires_grad and block_of[n] in blocks]
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         super().on_train_epoch_start(trainer, pl_module)
@@ -53,8 +54,9 @@ class AutoRGN(Method):
             return
         means = {b: sum(v) / len(v) for b, v in sorted(self._sum.items())}
         self.epoch_scales.append(means)
+        blocks = blocks_of(pl_module.model)
         for block, value in means.items():
-            pl_module.log(f"rgn_scale/{pl_module.model.layout.name(block)}", value)
+            pl_module.log(f"rgn_scale/{blocks.name(block)}", value)
 
     def summary(self) -> dict:
         """Each block's mean learning-rate scale over training (`rgn_scale`)."""

@@ -17,6 +17,13 @@ from torch import nn
 
 from unet_transfer.blocks import Blocks
 from unet_transfer.errors import ConfigError
+from unet_transfer.networks.protocol import block_map
+
+
+def block_numbers(model: nn.Module) -> dict[str, int]:
+    """Each parameter (and buffer) name of the network -> its block number (the protocol's map,
+    also for modules a method added inside a block, such as LoRA's adapters)."""
+    return block_map(model).block_of_name(model)
 
 
 class Method(pl.Callback):
@@ -60,15 +67,15 @@ class Method(pl.Callback):
 
     def prepare(self, model: nn.Module, trainable: Iterable[int]) -> None:
         """After the freeze schedule set requires_grad per block: narrow it to what trains."""
-        trainable = set(trainable)
+        trainable, block_of = set(trainable), block_numbers(model)
         for name, parameter in model.named_parameters():
-            if model.block_of_parameter(name) in trainable and not self.trains(name, parameter):
+            if block_of[name] in trainable and not self.trains(name, parameter):
                 parameter.requires_grad_(False)
 
     def param_groups(self, model: nn.Module, blocks: Iterable[int], lr: float) -> list[dict]:
         """Optimiser groups for the trainable parameters of `blocks` (one group, at `lr`)."""
-        blocks = set(blocks)
-        params = [p for n, p in model.named_parameters() if p.requires_grad and model.block_of_parameter(n) in blocks]
+        blocks, block_of = set(blocks), block_numbers(model)
+        params = [p for n, p in model.named_parameters() if p.requires_grad and block_of[n] in blocks]
         return [{"params": params, "lr": lr, "base_lr": lr}] if params else []
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:

@@ -15,7 +15,8 @@ from torch import nn
 
 from unet_transfer.blocks import Blocks
 from unet_transfer.errors import ConfigError
-from unet_transfer.finetune.base import Method
+from unet_transfer.finetune.base import Method, block_numbers
+from unet_transfer.networks.protocol import blocks_of
 from unet_transfer.rules import number
 
 
@@ -32,7 +33,7 @@ class LayerLR(Method):
         if values["faster"] not in ("deep", "shallow"):
             raise ConfigError(f"finetune.faster={values['faster']!r}: use deep (ULMFiT) or shallow.")
         number(values["decay"], "finetune.decay", at_least=0, at_most=1, what=" (a factor per depth tier)")
-        Blocks(layout.levels, values["depth"])  # names a bad depth
+        layout.with_depth(values["depth"])  # names a bad depth
         factors = values["factors"]
         if factors is not None:
             if isinstance(factors, str) or not isinstance(factors, Sequence) or len(factors) != layout.n:
@@ -44,16 +45,16 @@ class LayerLR(Method):
     def factor(self, layout: Blocks, block: int) -> float:
         if self.factors is not None:
             return float(self.factors[block - 1])
-        tiers = Blocks(layout.levels, self.depth).tiers
+        tiers = layout.with_depth(self.depth).tiers
         tier = next(i for i, members in enumerate(tiers) if block in members)
         distance = len(tiers) - 1 - tier if self.faster == "deep" else tier
         return self.decay**distance
 
     def param_groups(self, model: nn.Module, blocks: Iterable[int], lr: float) -> list[dict]:
-        groups = []
+        groups, block_of, layout = [], block_numbers(model), blocks_of(model)
         for block in sorted(set(blocks)):
-            params = [p for n, p in model.named_parameters() if p.requires_grad and model.block_of_parameter(n) == block]
+            params = [p for n, p in model.named_parameters() if p.requires_grad and block_of[n] == block]
             if params:
-                block_lr = lr * self.factor(model.layout, block)
+                block_lr = lr * self.factor(layout, block)
                 groups.append({"params": params, "lr": block_lr, "base_lr": block_lr, "block": block})
         return groups

@@ -3,7 +3,12 @@ chosen trainable blocks gets a low-rank update, W + (alpha/r) B A, where A is a 
 layer's kernel and r output channels and B a 1x1 conv back to the layer's channels (zero at
 the start, so training starts at the pretrained network). The base weights stay frozen and
 bit-identical; when training ends the update is merged into plain weights, so the checkpoint,
-the test and every later tool see an ordinary U-Net.
+the test and every later tool see the ordinary network.
+
+Any network: the convolutions are found in the modules of the chosen blocks (the block
+protocol), whatever their nesting, also a block that is itself one convolution (BasicUNet's
+final_conv). Plain 2-D convolutions only: transposed convolutions (up-sampling) and grouped
+or depthwise ones (EfficientNet's) get no adapter, so under LoRA their weights stay as loaded.
 
 Why not peft: it pulls transformers, accelerate and the Hugging Face hub as dependencies, and
 its convolution adapters rename the model's parameters while injected; this is 60 lines.
@@ -18,7 +23,8 @@ from torch import nn
 
 from unet_transfer.blocks import Blocks
 from unet_transfer.errors import ConfigError
-from unet_transfer.finetune.base import Method
+from unet_transfer.finetune.base import Method, block_numbers
+from unet_transfer.networks.protocol import block_map
 from unet_transfer.rules import block_list, number, whole
 
 
@@ -29,7 +35,7 @@ class LoRAConv2d(nn.Module):
         super().__init__()
         self.base, self.scale = base, alpha / rank
         self.lora_a = nn.Conv2d(base.in_channels, rank, base.kernel_size, base.stride, base.padding, base.dilation,
-                                bias=False).to(base.weight.device, base.weight.dtype)
+                                bias=False, padding_mode=base.padding_mode).to(base.weight.device, base.weight.dtype)
         self.lora_b = nn.Conv2d(rank, base.out_channels, 1, bias=False).to(base.weight.device, base.weight.dtype)
         nn.init.kaiming_uniform_(self.lora_a.weight, a=5**0.5)
         nn.init.zeros_(self.lora_b.weight)
@@ -43,6 +49,11 @@ class LoRAConv2d(nn.Module):
             delta = torch.einsum("or,rikl->oikl", self.lora_b.weight[:, :, 0, 0], self.lora_a.weight)
             self.base.weight.add_(self.scale * delta.to(self.base.weight.dtype))
         return self.base
+
+
+def adaptable(module: nn.Module) -> bool:
+    """A plain 2-D convolution (not transposed, not grouped): what an adapter can wrap."""
+    return isinstance(module, nn.Conv2d) and module.groups == 1
 
 
 def adapted(model: nn.Module) -> list[tuple[nn.Module, str, LoRAConv2d]]:
@@ -74,13 +85,22 @@ class LoRA(Method):
     def prepare(self, model: nn.Module, trainable: Iterable[int]) -> None:
         trainable = set(trainable)
         chosen = trainable if self.blocks is None else trainable & set(self.blocks)
+        blocks = block_map(model)
+        owner = {id(child): (parent, name) for parent in model.modules() for name, child in parent.named_children()}
         for block_number in sorted(chosen):
-            for parent in list(model.block(block_number).modules()):
-                for name, child in list(parent.named_children()):
-                    if isinstance(child, nn.Conv2d) and not isinstance(parent, LoRAConv2d):
-                        setattr(parent, name, LoRAConv2d(child, self.rank, self.alpha))
+            for root in blocks.of(block_number):
+                if adaptable(root):  # the block's module is itself a convolution: wrapped where it sits
+                    parent, name = owner[id(root)]
+                    if not isinstance(parent, LoRAConv2d):
+                        setattr(parent, name, LoRAConv2d(root, self.rank, self.alpha))
+                    continue
+                for parent in list(root.modules()):
+                    for name, child in list(parent.named_children()):
+                        if adaptable(child) and not isinstance(parent, LoRAConv2d):
+                            setattr(parent, name, LoRAConv2d(child, self.rank, self.alpha))
+        block_of = block_numbers(model)
         for name, parameter in model.named_parameters():
-            parameter.requires_grad_(".lora_" in name and model.block_of_parameter(name) in chosen)
+            parameter.requires_grad_(".lora_" in name and block_of[name] in chosen)
 
     def merge(self, model: nn.Module) -> None:
         for parent, name, adapter in adapted(model):

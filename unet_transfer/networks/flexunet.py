@@ -108,6 +108,11 @@ def describe(model) -> str:
     return f"FlexibleUNet ({model.backbone})"
 
 
+def size_rule(model) -> tuple[int, str]:
+    """ResNet and EfficientNet encoders halve the image 5 times (stem, then the strided stages)."""
+    return 32, f"{describe(model)} halves the image 5 times (its encoder's strided stages)"
+
+
 # --- ImageNet weights -------------------------------------------------------------------------
 
 def load_encoder(model, backbone: str, pretrained: bool | str) -> None:

@@ -98,6 +98,28 @@ def block_map(model: nn.Module, depth: str | None = None, check: bool = True) ->
     return BlockMap(blocks, tuple(tuple(modules) for _, modules in entries))
 
 
+def meta_model(model_settings) -> nn.Module:
+    """The network these settings build (`conf/model/*.yaml`: a `_target_` and its arguments),
+    on the meta device: its blocks and shapes, no memory, nothing loaded (a `pretrained`
+    setting, weights a builder would load, is off). What a settings check asks before any
+    heavy work; a setting the builder refuses is one ConfigError."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    off = {"pretrained": False} if "pretrained" in model_settings else {}
+    try:
+        with torch.device("meta"):
+            return instantiate(model_settings, **off)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        reason = str(cause or error).strip().splitlines()
+        raise ConfigError(f"model._target_={model_settings.get('_target_')!r}: these model settings do not build "
+                          f"the network ({type(cause or error).__name__}: {reason[-1] if reason else ''}); "
+                          "check the model.* settings.") from None
+
+
 def blocks_of(model: nn.Module, depth: str | None = None) -> Blocks:
     """The model's block vocabulary (names, roles, tiers) under `depth`."""
     return block_map(model, depth, check=False).blocks
@@ -140,17 +162,34 @@ def representation(model: nn.Module, number: int, blocks: BlockMap | None = None
     return (blocks or block_map(network, check=False)).of(number)[-1]
 
 
+def head_modules(model: nn.Module, blocks: BlockMap | None = None) -> list[nn.Module]:
+    """The output head: the adapter's `head_modules(model)` (the paper's U-Net: inside dec1),
+    else the modules of the blocks whose role is "head"."""
+    network, adapter = unwrapped(model), adapter_of(model)
+    if hasattr(adapter, "head_modules"):
+        return list(adapter.head_modules(network))
+    blocks = blocks or block_map(network, check=False)
+    return [m for b, role in zip(blocks.blocks.numbers, blocks.blocks.roles, strict=True) if role == "head"
+            for m in blocks.of(b)]
+
+
+def size_rule(model: nn.Module) -> tuple[int, str]:
+    """(multiple, why): image sides must be a multiple of it. The adapter's `size_rule(model)`,
+    else one halving per contracting block after the first (a U-Net's rule)."""
+    network, adapter = unwrapped(model), adapter_of(model)
+    if hasattr(adapter, "size_rule"):
+        return adapter.size_rule(network)
+    blocks = blocks_of(network)
+    halvings = len(blocks.contracting) - 1
+    return 2**halvings, f"{blocks.described} halves the image {halvings} times"
+
+
 def convolutions(model: nn.Module, blocks: BlockMap | None = None) -> list[tuple[int, nn.Module]]:
     """(block number, convolution) of the network's body in depth order, the output head left
-    out (the adapter's `head_modules(model)`, else the blocks whose role is "head")."""
-    network, adapter = unwrapped(model), adapter_of(model)
+    out (`head_modules`)."""
+    network = unwrapped(model)
     blocks = blocks or block_map(network, check=False)
-    if hasattr(adapter, "head_modules"):
-        heads = adapter.head_modules(network)
-    else:
-        heads = [m for b, role in zip(blocks.blocks.numbers, blocks.blocks.roles, strict=True) if role == "head"
-                 for m in blocks.of(b)]
-    excluded = {id(m) for head in heads for m in head.modules()}
+    excluded = {id(m) for head in head_modules(network, blocks) for m in head.modules()}
     return [(number, module) for number in blocks.blocks.numbers for root in blocks.of(number)
             for module in root.modules() if isinstance(module, nn.modules.conv._ConvNd) and id(module) not in excluded]
 

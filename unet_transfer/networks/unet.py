@@ -27,3 +27,9 @@ def representation(model: UNet, number: int) -> nn.Module:
 def head_modules(model: UNet) -> list[nn.Module]:
     """dec1's output head (inside block dec1, as the paper counts it)."""
     return [model.blocks[model.layout.names[-1]].head]
+
+
+def size_rule(model: UNet) -> tuple[int, str]:
+    """Each level halves the image."""
+    levels = model.layout.levels
+    return 2**levels, f"the U-Net halves the image {levels} times (model.levels)"

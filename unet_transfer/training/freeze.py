@@ -14,11 +14,13 @@ from collections.abc import Sequence
 import pytorch_lightning as pl
 
 from unet_transfer.blocks import Blocks
+from unet_transfer.networks.protocol import blocks_of, set_frozen_blocks
 from unet_transfer.training.schedule import Phase, resolve_phases, schedule_factor
 
 
 class FreezeSchedule(pl.Callback):
-    """Applies a freeze setting (and optional later phases) to a UNet-holding LightningModule.
+    """Applies a freeze setting (and optional later phases) to the network of a LightningModule
+    (any network with a block map, unet_transfer.networks).
 
     Args:
         direction: one of blocks.DIRECTIONS.
@@ -49,33 +51,35 @@ class FreezeSchedule(pl.Callback):
         self._phases: list[Phase] | None = None
         self._applied: Phase | None = None
 
-    def resolve(self, layout) -> list[Phase]:
+    def resolve(self, layout: Blocks) -> list[Phase]:
         """Check every phase against the model's blocks; fails before any training starts."""
-        layout = Blocks(layout.levels, self.depth)
+        layout = layout.with_depth(self.depth)
         self._phases = resolve_phases(layout, self.direction, self.k, self.blocks, self.phase_settings,
                                       self.lr, self.schedule)
         return self._phases
 
-    def phase_at(self, epoch: int, layout) -> Phase:
+    def phase_at(self, epoch: int, layout: Blocks) -> Phase:
         phases = self._phases or self.resolve(layout)
         return [p for p in phases if p.epoch <= epoch][-1]
 
     @staticmethod
     def apply(model, trainable: Sequence[int], method=None) -> None:
-        model.set_frozen_blocks(model.layout.frozen(trainable))
+        """Every block outside `trainable` frozen (the protocol's one rule), then the method narrows."""
+        blocks = blocks_of(model)
+        set_frozen_blocks(model, blocks.frozen(trainable))
         if method is not None:
             method.prepare(model, trainable)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Runs before configure_optimizers, so frozen parameters never reach the optimiser.
         if stage == "fit":
-            phase = self.phase_at(trainer.current_epoch, pl_module.model.layout)
+            phase = self.phase_at(trainer.current_epoch, blocks_of(pl_module.model))
             self.apply(pl_module.model, phase.trainable, pl_module.method)
             self._applied = phase
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         model, epoch = pl_module.model, trainer.current_epoch
-        phase = self.phase_at(epoch, model.layout)
+        phase = self.phase_at(epoch, blocks_of(model))
         optimizer = trainer.optimizers[0]
         if phase != self._applied:
             newly = sorted(set(phase.trainable) - set(self._applied.trainable if self._applied else ()))

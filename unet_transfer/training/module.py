@@ -14,19 +14,16 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from unet_transfer.errors import UserError
+from unet_transfer.errors import DivergedError
 from unet_transfer.finetune.base import Method
 from unet_transfer.metrics import METRICS, THRESHOLD, per_image_scores
-from unet_transfer.model import UNet
-
-
-class DivergedError(UserError):
-    """Training went non-finite: whatever the run would score is no result."""
+from unet_transfer.networks.protocol import block_map
 
 
 class SegmentationModule(pl.LightningModule):
     """Args:
-        model: the U-Net (its frozen blocks are set by the FreezeSchedule callback).
+        model: the network, any with a block map (its frozen blocks are set by the FreezeSchedule
+            callback).
         optimizer: a partial optimiser (e.g. Adam lr 1e-4) completed with the trainable
             parameters only, so frozen weights are never in the optimiser.
         method: the fine-tuning method (finetune/): which of the trainable blocks' parameters
@@ -36,7 +33,7 @@ class SegmentationModule(pl.LightningModule):
         keep_predictions: also keep the held-out probability maps (for figures).
     """
 
-    def __init__(self, model: UNet, optimizer: Callable[..., torch.optim.Optimizer], channels_last: bool = False,
+    def __init__(self, model: torch.nn.Module, optimizer: Callable[..., torch.optim.Optimizer], channels_last: bool = False,
                  threshold: float = THRESHOLD, keep_predictions: bool = False, compile: bool = False, method=None):
         super().__init__()
         self.model, self.optimizer_factory = model, optimizer
@@ -131,6 +128,7 @@ class SegmentationModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         model = self.model
-        trainable = sorted({model.block_of_parameter(n) for n, p in model.named_parameters() if p.requires_grad})
+        block_of = block_map(model).block_of_name(model)
+        trainable = sorted({block_of[n] for n, p in model.named_parameters() if p.requires_grad})
         lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
         return self.optimizer_factory(self.method.param_groups(model, trainable, lr))

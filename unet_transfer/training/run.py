@@ -1,4 +1,4 @@
-"""One run: fine-tune (or pretrain) a U-Net on one fold with one freeze setting, score the
+"""One run: fine-tune (or pretrain) a network on one fold with one freeze setting, score the
 held-out fold, write metrics.json and per_image.csv.
 
 The cheap part comes first (`plan_run`: settings, the dataset's file list, the run's identity),
@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unet_transfer.blocks import Blocks, canonical_direction
 from unet_transfer.config import process_token
-from unet_transfer.errors import one_line_exit
+from unet_transfer.errors import DivergedError, one_line_exit, user_error_in
 from unet_transfer.files import file_lock
 from unet_transfer.metrics import METRICS
 from unet_transfer.run_files import (
@@ -89,6 +89,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     # Step losses follow log_every_n_steps; the epoch mean is always logged (module.py).
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    # Frozen blocks hold their normalisation in eval mode on purpose (networks/protocol.py).
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
 
 
 def run(cfg: DictConfig) -> dict:
@@ -275,6 +277,8 @@ def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, dura
         "trainable_params": method.trainable_params,
         "trainable_share": method.trainable_params / total,
         **method.summary(),
+        "network": plan.layout.network,
+        "blocks": plan.layout.record(),  # names, roles, tiers: a report never infers a network's blocks
         "n_blocks": plan.layout.n,
         "depth": plan.layout.depth,
         **{name: statistics.fmean(r[name] for r in per_image) for name in METRICS},
@@ -287,7 +291,7 @@ def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, dura
         "pretrained_file": str(Path(cfg.pretrained).resolve()) if cfg.pretrained else None,
         "pretrained_sha256": plan.weights,
         "image_size": source.image_size,
-        "width": cfg.model.width,
+        "width": cfg.model.get("width"),  # the paper's U-Net's; None for networks without one
         "batch_size": cfg.batch_size,
         "augment": cfg.augment.mode,
         "precision": built.fast["precision"],
@@ -351,9 +355,24 @@ def reuse_twin(cfg: DictConfig, out_dir: Path, twin: Path) -> dict:
     return metrics
 
 
-def run_or_exit(cfg: DictConfig) -> float | None:
-    """Entry point body: user errors become one clear line and exit code 2, not a traceback."""
+DIVERGED = "diverged"  # a sweep job's return value for a run that diverged (hydra_plugins sweeper.py)
+
+
+def run_or_exit(cfg: DictConfig) -> float | str | None:
+    """Entry point body: user errors become one clear line and exit code 2, not a traceback. A run
+    that diverged in a sweep says its line and lets the sweep go on (the other runs, some already
+    training beside it, are no less valid); the sweep ends with exit code 2 naming it."""
     try:
         return run(cfg)["dice"]
     except Exception as error:
+        if isinstance(user_error_in(error), DivergedError) and in_sweep():
+            log.error("Error: %s (%s)", user_error_in(error), cfg.output_dir)
+            return DIVERGED
         raise SystemExit(one_line_exit(error, log.error)) from None
+
+
+def in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

@@ -2,12 +2,16 @@
 stops the run in a second with one line that names it and the fix, before any preprocessing or
 pretraining. `unet-transfer study` runs the same checks on its sweeps' runs before it pretrains.
 
-The fine-tuning method checks its own settings (Method.check in finetune/); that imports its
-module (torch, Lightning), so it comes last, after every check that needs neither.
+The network's blocks (the k range, freeze.blocks, finetune.blocks) and its image-size rule come
+from the network itself, built on the meta device (no memory, no weights; unet_transfer.networks):
+that imports torch (and MONAI for a MONAI network), so it comes after every check that needs
+neither. The fine-tuning method checks its own settings (Method.check in finetune/); that imports
+its module (Lightning), so it comes last.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Collection
 from pathlib import Path
@@ -19,7 +23,7 @@ from unet_transfer.blocks import Blocks
 from unet_transfer.data.augment import MODES as AUGMENT_MODES
 from unet_transfer.data.splits import check_fold
 from unet_transfer.errors import ConfigError, one_line_exit
-from unet_transfer.rules import check_image_size, missing_checkpoint, number, whole
+from unet_transfer.rules import check_size_multiple, missing_checkpoint, number, whole
 from unet_transfer.training.schedule import Phase, freeze_settings, resolve_phases
 
 
@@ -155,17 +159,31 @@ def check_pretrained(cfg: DictConfig) -> None:
         raise missing_checkpoint(path)
 
 
+_NETWORKS: dict[str, tuple[Blocks, tuple[int, str]]] = {}  # model settings -> blocks and size rule
+
+
+def network_of(model_settings: DictConfig) -> tuple[Blocks, tuple[int, str]]:
+    """The blocks and the image-size rule of the network these settings build, asked of the
+    network itself on the meta device (once per settings: a study checks many runs of one)."""
+    key = json.dumps(OmegaConf.to_container(model_settings, resolve=True), sort_keys=True, default=str)
+    if key not in _NETWORKS:
+        from unet_transfer.networks.protocol import blocks_of, meta_model, size_rule
+
+        model = meta_model(model_settings)
+        _NETWORKS[key] = blocks_of(model), size_rule(model)
+    return _NETWORKS[key]
+
+
 def check_settings(cfg: DictConfig) -> tuple[Blocks, list[Phase]]:
     """The run's blocks and freeze phases, once every setting has been checked."""
-    levels = whole(cfg.model.get("levels", 4), "model.levels", 1)
-    whole(cfg.model.width, "model.width", 1, " (filters of block 1; the paper uses 64)")
-    layout = Blocks(levels, cfg.get("depth") or "longest")
+    if "width" in cfg.model:
+        whole(cfg.model.width, "model.width", 1, " (filters of block 1; the paper uses 64)")
     folds = whole(cfg.folds, "folds", 2, " (cross-validation needs at least 2 folds)")
     check_fold(cfg.fold, folds)
     whole(cfg.batch_size, "batch_size", 1)
     whole(cfg.seed, "seed", 0)
     whole(cfg.split_seed, "split_seed", 0)
-    check_image_size(cfg.dataset.image_size, layout)
+    whole(cfg.dataset.image_size, "dataset.image_size", 1, " (pixels; the paper uses 256)")
     check_epochs(cfg.trainer.get("max_epochs"))
     if cfg.augment.mode not in AUGMENT_MODES:
         raise ConfigError(f"augment.mode={cfg.augment.mode!r}; use one of {list(AUGMENT_MODES)} (augment=online, ...).")
@@ -173,6 +191,9 @@ def check_settings(cfg: DictConfig) -> tuple[Blocks, list[Phase]]:
     check_missing(cfg)
     check_pretrained(cfg)
     check_writable(cfg.paths.cache_dir, "paths.cache_dir")
+    network, (multiple, why) = network_of(cfg.model)  # imports torch: after the checks that need none
+    layout = network.with_depth(cfg.get("depth") or "longest")
+    check_size_multiple(cfg.dataset.image_size, multiple, why)
     phases = resolve_phases(layout, **freeze_settings(cfg.freeze))
     check_method(cfg, layout, phases[0].trainable)  # last: it imports the method's module
     return layout, phases
