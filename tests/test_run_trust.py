@@ -71,6 +71,16 @@ def test_a_diverged_run_ends_the_command_with_one_line_and_exit_code_2(tmp_path)
     assert not list(tmp_path.rglob("metrics.json"))
 
 
+def test_a_diverged_run_in_a_parallel_sweep_lets_the_others_finish_then_ends_the_sweep_with_exit_code_2(tmp_path):
+    result = run_cli(["-m", *TINY, *SYNTHETIC, "optimizer.lr=1e30,1e-4", f"paths.cache_dir={tmp_path / 'cache'}",
+                      "study=s"], cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output and "1 run(s) of this sweep diverged" in output, output[-3000:]
+    finished = list(tmp_path.rglob("metrics.json"))
+    assert len(finished) == 1 and "optimizer.lr=0.0001" in str(finished[0])
+
+
 # --- the data is part of a run's identity -----------------------------------------------------
 
 

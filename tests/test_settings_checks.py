@@ -16,7 +16,8 @@ from conftest import ROOT, run_cli
 from hydra.utils import instantiate
 
 from unet_transfer.errors import ConfigError, user_error_in
-from unet_transfer.training import pretrain, runner
+from unet_transfer.study import runner
+from unet_transfer.training import pretrain
 from unet_transfer.training.validate import check_settings
 
 BAD_SETTINGS = [

@@ -16,6 +16,7 @@ them, one after another, before the first starts: 19 s of the demo's 54-run grid
 from __future__ import annotations
 
 import logging
+import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,9 +99,11 @@ class Sweeper(BasicSweeper):
             hydra_context=self.hydra_context, task_function=self._task_function, config=self.config)
         start_progress(folder, total=len(self.split_arguments(parsed, None)[0]))
         try:
-            return super().sweep(arguments)
+            returns = super().sweep(arguments)
         finally:
             end_progress(folder)
+        stop_if_diverged(returns)
+        return returns
 
     def run_name(self, job: Sequence[str]) -> str:
         pairs = []
@@ -115,3 +118,20 @@ class Sweeper(BasicSweeper):
     def get_job_batch(self) -> Sequence[Sequence[str]]:
         return [[*job, quoted("hydra.sweep.dir", self._folder), quoted("hydra.sweep.subdir", self.run_name(job))]
                 for job in super().get_job_batch()]
+
+
+def stop_if_diverged(returns) -> None:
+    """After every run of the sweep: the runs that diverged (they wrote no result) end the sweep
+    with one line and exit code 2, as one diverged run alone does."""
+    from hydra.core.utils import JobStatus
+
+    from unet_transfer.training.run import DIVERGED
+
+    diverged = [job.working_dir or "?" for batch in returns or [] for job in batch
+                if job.status == JobStatus.COMPLETED and getattr(job, "_return_value", None) == DIVERGED]
+    if diverged:
+        print(f"Error: {len(diverged)} run(s) of this sweep diverged and wrote no result ({', '.join(diverged[:3])}"
+              f"{' ...' if len(diverged) > 3 else ''}); the others finished. Lower optimizer.lr (or fix what made the "
+              "loss non-finite, see each run's log) and run the same command again: finished runs are kept.",
+              file=sys.stderr, flush=True)
+        raise SystemExit(2)
