@@ -42,7 +42,7 @@ def fake_final() -> SimpleNamespace:
     """What build_card reads of a trained network, without training one."""
     cfg = OmegaConf.create({"pretrained": "pre.pt", "seed": 0, "batch_size": 4, "augment": {"mode": "online"}})
     return SimpleNamespace(cfg=cfg, model=SimpleNamespace(parameters=lambda: []), dataset="busi", image_size=64,
-                           data="busi-abc", n_images=10, n_train=10, ids_sha256="0" * 64, epochs=20,
+                           data="busi-abc", n_images=10, n_train=10, ids_sha256="0" * 64, image_digests=[], epochs=20,
                            duration_s=1.0, device="cpu", precision="32-true")
 
 
