@@ -71,6 +71,16 @@ def test_a_recorded_image_size_the_network_does_not_take_is_named_with_its_step(
         load_network(path, "cpu")
 
 
+@pytest.mark.parametrize("channels", [{"in_channels": 3}, {"out_channels": 2}])
+def test_a_network_that_does_not_map_grey_to_one_map_is_refused_in_one_line(tmp_path, channels):
+    settings = {**NETWORKS["basicunet"], **channels}
+    torch.manual_seed(0)
+    model = build_network(builders()[settings["_target_"]], {k: v for k, v in settings.items() if k != "_target_"})
+    path = save_weights(model.eval(), tmp_path / "odd.pt", settings, record(SIZE))
+    with pytest.raises(ConfigError, match=r"does not map one grey channel to one foreground map"):
+        load_network(path, "cpu")
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     """Sound checkpoints of the MONAI networks, written before any guard is in place."""

@@ -98,6 +98,24 @@ def takes(meta_model, size: int) -> bool:
     return isinstance(out, torch.Tensor) and tuple(out.shape[-2:]) == (size, size)
 
 
+def check_grey_to_one_map(meta_model, size: int, path: Path | str) -> None:
+    """Predict and export feed one grey channel and read one foreground map: a checkpoint whose
+    network takes or gives other channels is refused here (a forward pass on the meta device),
+    not by a shape error in the middle of predicting."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = meta_model(torch.empty(1, 1, size, size, device="meta"))
+    except Exception:
+        out = None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, 1, size, size):
+        gives = "no map" if not isinstance(out, torch.Tensor) else f"output of shape {tuple(out.shape)}"
+        raise damaged(path, f"its network does not map one grey channel to one foreground map (a (1, 1, {size}, "
+                            f"{size}) input gives {gives}); predict and export need in_channels=1 and "
+                            "out_channels=1, as training makes")
+
+
 def size_step(meta_model) -> int | None:
     """The network's size step: the smallest power of two p whose multiples 2p and 3p it takes
     (16 for the paper's 4-level U-Net, 32 for FlexibleUNet on a ResNet)."""

@@ -35,7 +35,7 @@ from unet_transfer.checkpoint import (
 )
 
 __all__ = ["RULES", "Network", "build_network", "builders", "check_settings", "choose_device", "load_network"]
-from unet_transfer.data.contract import read_record, size_rule
+from unet_transfer.data.contract import check_grey_to_one_map, read_record, size_rule
 from unet_transfer.errors import ConfigError
 
 
@@ -68,5 +68,6 @@ def load_network(path: Path | str, device: str = "auto") -> Network:
     checkpoint = read_checkpoint(path, setting=SETTING)
     model, expected = checked_network(checkpoint, path)  # checked before any real allocation
     image_size, threshold = read_record(checkpoint.meta, path, size_rule(expected))
+    check_grey_to_one_map(expected, image_size, path)
     where = choose_device(device)
     return Network(Path(path), model.to(where).eval(), image_size, threshold, checkpoint, where)
