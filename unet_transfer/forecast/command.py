@@ -88,6 +88,13 @@ def study_cost(ctx, table, estimates) -> dict:
             "source": "planned image-steps; seconds estimated at the racing's speed" if seconds else "planned image-steps"}
 
 
+def not_scored(ctx) -> str:
+    """The one line that says the study's results are missing, so nothing is scored, and how to get them."""
+    dirs = "".join(f" --config-dir {folder}" for folder in ctx.extra_dirs)
+    return (f"   no study results in {ctx.folder}: the forecast is not scored against the study; run "
+            f"`unet-transfer study {ctx.experiment}{dirs}`, then this forecast again")
+
+
 def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
@@ -111,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{ctx.study_image_steps} image-steps", flush=True)
     estimates = [estimate(name, ctx, args.share) for name in names] + baselines(ctx)
     table = scoring.study_table(ctx.folder, ctx.candidates)
+    if table is None:
+        print(not_scored(ctx), flush=True)
     cost = study_cost(ctx, table, estimates)
     results = [scoring.cost_shares(scoring.score(e.scores, ctx.candidates, ctx.layout, table), e.seconds,
                                    e.image_steps, cost["seconds"], cost["image_steps"]) for e in estimates]
