@@ -44,13 +44,13 @@ def features(seed: int, n=3, c=5, h=6, w=7) -> torch.Tensor:
 def test_gradient_flow_is_each_blocks_gradient_norm_with_its_block_index_copied_once_per_trained_set():
     from types import SimpleNamespace
 
-    from unet_transfer.analysis.gradients import GradientFlow
+    from unet_transfer.analysis.measures.gradient_flow import GradientFlow
 
     torch.manual_seed(0)
     model = UNet(width=4)
     set_frozen_blocks(model, [1, 2])
     block_of, numbers = block_map(model).block_of_name(model), blocks_of(model).numbers
-    flow, module = GradientFlow(), SimpleNamespace(model=model)
+    flow, module = GradientFlow(model), SimpleNamespace(model=model)
     flow.on_fit_start(None, module)
     flow.on_train_epoch_start(None, module)
     expected = []

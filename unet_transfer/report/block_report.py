@@ -1,11 +1,13 @@
 """analysis.md: what fine-tuning changed in each block, per strategy (unet_transfer/analysis).
 
-Per block, mean ± std over folds: the relative weight change from the loaded weights, the
-linear CKA between the loaded and the fine-tuned network's features on the held-out images,
-and the gradient norm during training. Figures: the paths (contracting, expanding, all) as
-lines over the blocks (block_analysis.png), the k sweep as heatmaps (block_analysis_by_k.png)
-and, when a dataset setting was swept (the speckle ablation), block 1 against it. The Fig. 5
-grid (report/fig5.py) is shown here too.
+Per block, mean ± std over folds, each per-run measure of the registry (analysis/registry.py:
+the relative weight change from the loaded weights, the linear CKA between the loaded and the
+fine-tuned network's features on the held-out images, the gradient norm during training, and
+any measure registered since), then each fine-tuning method's per-block summary (Auto-RGN's
+learning-rate scales). Figures: the paths (contracting, expanding, all) as lines over the
+blocks (block_analysis.png), the k sweep as heatmaps of the measures that ask for one
+(block_analysis_by_k.png) and, when a dataset setting was swept (the speckle ablation), block 1
+against it. The Fig. 5 grid (report/fig5.py) is shown here too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from unet_transfer.analysis.registry import Shown, shown
 from unet_transfer.blocks import DIRECTION_TITLES, SWEPT_DIRECTIONS
 from unet_transfer.files import atomic_write_text
 from unet_transfer.report.aggregate import (
@@ -32,11 +35,6 @@ from unet_transfer.report.registry import Report, entry
 from unet_transfer.report.tables import markdown_table
 
 DPI = 150
-MEASURES = {  # metrics.json key -> (title, what it says)
-    "block_change": ("Relative weight change ||w − w0|| / ||w0||", "0 = the block kept its loaded weights"),
-    "block_cka": ("Linear CKA of the block's features, loaded vs fine-tuned", "1 = the same representation"),
-    "block_grad_norm": ("Gradient norm during training (mean over epochs)", "0 = no learning signal"),
-}
 PATH_STYLE = {"contracting": ("#1f77b4", "o"), "expanding": ("#d62728", "s"), "all": ("#555555", "^")}
 ANALYSIS_FILE = "analysis.md"
 
@@ -64,7 +62,28 @@ def strategies(rows: list[dict], group) -> dict[str, dict]:
         (r for r in rows if r["role"] == "all_blocks" and r["dataset"] == group.dataset), None)
     if every is not None:
         found["all"] = every
-    return {name: row for name, row in found.items() if any(run.get("block_change") for run in row["runs"])}
+    return {name: row for name, row in found.items() if measured(row["runs"])}
+
+
+def measured(runs: list[dict]) -> list[Shown]:
+    """The registered measures that any of `runs` recorded (old runs lack newer ones)."""
+    return [kind for kind in shown() if any(run.get(kind.key) for run in runs)]
+
+
+def is_per_block(value) -> bool:
+    """{block number: value}: how metrics.json holds a per-block summary."""
+    return (isinstance(value, dict) and bool(value) and all(isinstance(k, str) and k.isdigit() for k in value)
+            and all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in value.values()))
+
+
+def method_summaries(runs: list[dict]) -> list[str]:
+    """The metrics.json keys of fine-tuning methods' per-block summaries (Method.summary(), such
+    as Auto-RGN's rgn_scale): per-block values that no registered measure wrote."""
+    measures = {kind.key for kind in shown()}
+    keys: list[str] = []
+    for run in runs:
+        keys += [key for key, value in run.items() if key not in measures and key not in keys and is_per_block(value)]
+    return keys
 
 
 def cell(mean: float, std: float) -> str:
@@ -74,11 +93,12 @@ def cell(mean: float, std: float) -> str:
 
 
 def plot_paths(found: dict[str, dict], layout, path: Path, title: str) -> Path:
-    fig = Figure(figsize=(11.5, 3.6), dpi=DPI, layout="constrained")
-    axes = fig.subplots(1, len(MEASURES))
-    for ax, (measure, (label, meaning)) in zip(axes, MEASURES.items(), strict=True):
+    entries = measured([run for row in found.values() for run in row["runs"]])
+    fig = Figure(figsize=(11.5 * len(entries) / 3, 3.6), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, len(entries), squeeze=False)[0]
+    for ax, kind in zip(axes, entries, strict=True):
         for name, row in found.items():
-            mean, std = per_block(row, measure)
+            mean, std = per_block(row, kind.key)
             if not mean:
                 continue
             colour, marker = PATH_STYLE[name]
@@ -86,7 +106,7 @@ def plot_paths(found: dict[str, dict], layout, path: Path, title: str) -> Path:
             ax.errorbar(blocks, [mean[b] for b in blocks], yerr=np.nan_to_num([std[b] for b in blocks]),
                         color=colour, marker=marker, markersize=4, capsize=3, linewidth=1.5,
                         label=row["label"].split(" (")[0] if name != "all" else "All blocks")
-        ax.set_title(f"{label}\n({meaning})", fontsize=9)
+        ax.set_title(f"{kind.title}\n({kind.meaning})", fontsize=9)
         ax.set_xticks(layout.numbers, [f"{b} {n}" for b, n in zip(layout.numbers, layout.names, strict=True)],
                       fontsize=7, rotation=40, ha="right", rotation_mode="anchor")  # upright names collide
         ax.grid(True, axis="y", color="#dddddd", linewidth=0.8)
@@ -98,9 +118,10 @@ def plot_paths(found: dict[str, dict], layout, path: Path, title: str) -> Path:
 
 
 def plot_by_k(rows: list[dict], group, path: Path, title: str) -> Path | None:
-    """Heatmaps: rows k, columns blocks; change and CKA, for each direction of the k sweep."""
+    """Heatmaps: rows k, columns blocks; one row of heatmaps per measure that asks for one (change
+    and CKA), for each direction of the k sweep."""
     layout = group_layout(rows, group)
-    measures = ("block_change", "block_cka")
+    measures = [kind for kind in shown() if kind.colormap]
     grids = {}
     for measure in measures:
         for direction in SWEPT_DIRECTIONS:
@@ -108,23 +129,24 @@ def plot_by_k(rows: list[dict], group, path: Path, title: str) -> Path | None:
             for k in layout.k_range:
                 row = find_row(rows, group, direction, k)
                 if row is not None:
-                    mean, _ = per_block(row, measure)
+                    mean, _ = per_block(row, measure.key)
                     for block, value in mean.items():
                         grid[k - 1, block - 1] = value
             grids[(measure, direction)] = grid
-    if all(np.isnan(g).all() for g in grids.values()):
+    measures = [m for m in measures if not all(np.isnan(grids[(m, d)]).all() for d in SWEPT_DIRECTIONS)]
+    if not measures:
         return None
-    fig = Figure(figsize=(10, 8.4), dpi=DPI, layout="constrained")
-    axes = fig.subplots(2, 2)
+    fig = Figure(figsize=(10, 4.2 * len(measures)), dpi=DPI, layout="constrained")
+    axes = fig.subplots(len(measures), 2, squeeze=False)
     for r, measure in enumerate(measures):
-        high = np.nanmax([np.nanmax(grids[(measure, d)]) for d in SWEPT_DIRECTIONS if not np.isnan(grids[(measure, d)]).all()])
-        low = 0.0 if measure == "block_change" else min(0.0, np.nanmin([np.nanmin(g) for (m, _), g in grids.items() if m == measure]))
+        values = [grids[(measure, d)] for d in SWEPT_DIRECTIONS if not np.isnan(grids[(measure, d)]).all()]
+        high = np.nanmax([np.nanmax(g) for g in values]) if measure.high is None else measure.high
+        low = min(0.0, np.nanmin([np.nanmin(g) for g in values])) if measure.low is None else measure.low
         for c, direction in enumerate(SWEPT_DIRECTIONS):
             ax = axes[r, c]
-            image = ax.imshow(grids[(measure, direction)], cmap="viridis" if measure == "block_change" else "magma",
-                              vmin=low, vmax=high if measure == "block_change" else 1.0, origin="upper", aspect="equal")
-            ax.set_title(f"{DIRECTION_TITLES[direction]}: {MEASURES[measure][0].split(' ||')[0].split(' of')[0]}",
-                         fontsize=9)
+            image = ax.imshow(grids[(measure, direction)], cmap=measure.colormap, vmin=low, vmax=high, origin="upper",
+                              aspect="equal")
+            ax.set_title(f"{DIRECTION_TITLES[direction]}: {measure.short}", fontsize=9)
             ax.set_xticks(range(layout.n), layout.numbers, fontsize=7)
             ax.set_yticks(range(len(layout.k_range)), layout.k_range, fontsize=7)
             ax.set_xlabel("block", fontsize=8)
@@ -174,28 +196,52 @@ def plot_setting(rows: list[dict], setting: str, path: Path) -> Path:
     return path
 
 
+def method_tables(rows: list[dict]) -> list[str]:
+    """One table per fine-tuning method's per-block summary (metrics.json keys such as Auto-RGN's
+    rgn_scale) and network: every configuration that recorded it, mean ± std over folds per block."""
+    lines = []
+    for key in method_summaries([run for row in rows for run in row["runs"]]):
+        having = [row for row in rows if any(is_per_block(run.get(key)) for run in row["runs"])]
+        by_blocks: dict[tuple, list[dict]] = defaultdict(list)
+        for row in having:
+            by_blocks[tuple(row["layout"].names)].append(row)
+        for same in by_blocks.values():
+            layout = same[0]["layout"]
+            methods = ", ".join(sorted({str(run.get("method")) for row in same for run in row["runs"] if run.get(key)}))
+            table = []
+            for row in same:
+                mean, std = per_block(row, key)
+                table.append([row["label"], *(cell(mean.get(b, math.nan), std.get(b, math.nan)) for b in layout.numbers)])
+            lines += [f"### Method summary: `{key}` (finetune={methods})", ""]
+            lines += markdown_table(["Configuration", *(f"{b} {layout.name(b)}" for b in layout.numbers)], table) + [""]
+    return lines
+
+
 def analysis_markdown(report: Report, figures: dict[str, list[str]], settings: dict[str, list[dict]]) -> str:
     rows = report.rows
     lines = ["# Why the layers matter: what fine-tuning changed in each block", "",
              f"Source: `{report.root}`. Per block, mean ± sample std over folds: " + "; ".join(
-                 f"**{label}** ({meaning})" for label, meaning in MEASURES.values()) + ". The CKA compares each "
+                 f"**{kind.title}** ({kind.meaning})" for kind in measured(report.runs)) + ". The CKA compares each "
              "block's features on the held-out images, image positions as examples and channels as features "
              "(unet_transfer/analysis/cka.py); the loaded weights are the pretrained ones (or the random "
              "initialisation when trained from scratch).", ""]
     for dataset in sorted({r["dataset"] for r in rows}):
         group = primary_group(rows, dataset)
         found = strategies(rows, group) if group else {}
-        if not found:
+        methods = method_tables([r for r in rows if r["dataset"] == dataset])
+        if not found and not methods:
             continue
-        layout = group_layout(rows, group)
-        lines += [f"## {dataset} ({group_words(group)})", ""]
-        for measure, (label, _) in MEASURES.items():
-            table = []
-            for row in found.values():
-                mean, std = per_block(row, measure)
-                table.append([f"{row['label']}", *(cell(mean.get(b, math.nan), std.get(b, math.nan)) for b in layout.numbers)])
-            lines += [f"### {label}", ""]
-            lines += markdown_table(["Strategy", *(f"{b} {layout.name(b)}" for b in layout.numbers)], table) + [""]
+        lines += [f"## {dataset}" + (f" ({group_words(group)})" if found else ""), ""]
+        if found:
+            layout = group_layout(rows, group)
+            for kind in measured([run for row in found.values() for run in row["runs"]]):
+                table = []
+                for row in found.values():
+                    mean, std = per_block(row, kind.key)
+                    table.append([f"{row['label']}", *(cell(mean.get(b, math.nan), std.get(b, math.nan)) for b in layout.numbers)])
+                lines += [f"### {kind.title}", ""]
+                lines += markdown_table(["Strategy", *(f"{b} {layout.name(b)}" for b in layout.numbers)], table) + [""]
+        lines += methods
         lines += [f"![{Path(f).stem}]({f})" for f in figures.get(dataset, [])] + [""]
     for setting, found_rows in settings.items():
         lines += [f"## Block 1 against `{setting}`", "",
@@ -217,8 +263,8 @@ def analysis_markdown(report: Report, figures: dict[str, list[str]], settings: d
 
 
 @entry(ANALYSIS_FILE, order=80, describes={
-    ANALYSIS_FILE: "per-block weight change, CKA and gradient norm per strategy, Fig. 5",
-    "block_analysis.png": "per-block change, CKA and gradient norm of the paths",
+    ANALYSIS_FILE: "per-block weight change, CKA, gradient norm (each registered measure) and method summaries per strategy, Fig. 5",
+    "block_analysis.png": "per-block change, CKA, gradient norm (each registered measure) of the paths",
     "block_analysis_by_k.png": "per-block change and CKA over the k sweep"})
 def write_analysis(report: Report, out: Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
@@ -243,7 +289,7 @@ def write_analysis(report: Report, out: Path) -> dict[str, Path]:
     for setting, rows in settings.items():
         made = plot_setting(rows, setting, out / f"block1_vs_{setting}.png")
         written[made.name] = made
-    if not written:
+    if not written and not any(method_tables([r for r in report.rows if r["dataset"] == d]) for d in datasets):
         return {}
     report.written.update(written)
     written[ANALYSIS_FILE] = atomic_write_text(out / ANALYSIS_FILE, analysis_markdown(report, figures, settings) + "\n")

@@ -21,8 +21,7 @@ class Built:
     logger: Any
     trainer: Any
     fast: dict  # the speed settings used and why (training/fast.py)
-    gradient_flow: Any  # per-block gradient norms (analysis/gradients.py)
-    block_analysis: Any  # per-block weight change and CKA (analysis/runs.py)
+    measures: list  # the per-run analysis measures' callbacks (analysis/registry.py)
 
 
 def build_datamodule(cfg: DictConfig, source=None, hold_out: bool = True):
@@ -50,8 +49,7 @@ def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = 
     import pytorch_lightning as pl
     import torch
 
-    from unet_transfer.analysis.gradients import GradientFlow
-    from unet_transfer.analysis.runs import BlockAnalysis
+    from unet_transfer.analysis.registry import as_callback, measures
     from unet_transfer.checkpoint import load_pretrained
     from unet_transfer.training.fast import choose
     from unet_transfer.training.module import SegmentationModule
@@ -69,12 +67,11 @@ def build(cfg: DictConfig, *, source=None, callbacks: list = (), logger: bool = 
     fast, fast_record = choose(cfg, model, instantiate(cfg.optimizer), len(datamodule.train_rows))
     module = SegmentationModule(model, instantiate(cfg.optimizer), channels_last=fast.channels_last,
                                 keep_predictions=cfg.save_predictions, compile=fast.compile, method=method)
-    gradient_flow, block_analysis = GradientFlow(), BlockAnalysis(model)
+    observers = [as_callback(measure, model) for measure in measures()]  # of the loaded weights
     freeze, *configured = configured_callbacks(cfg)
-    all_callbacks = [freeze, method, *configured, gradient_flow, block_analysis, *callbacks]
+    all_callbacks = [freeze, method, *configured, *observers, *callbacks]
     run_logger = instantiate(cfg.logger) if logger and cfg.get("logger") else False
     no_validation = {} if cfg.validate else {"limit_val_batches": 0}
     trainer = instantiate(cfg.trainer, callbacks=all_callbacks, logger=run_logger, default_root_dir=str(cfg.output_dir),
                           **{"precision": fast.precision, **no_validation, **trainer_overrides})
-    return Built(model, module, datamodule, all_callbacks, run_logger, trainer, fast_record, gradient_flow,
-                 block_analysis)
+    return Built(model, module, datamodule, all_callbacks, run_logger, trainer, fast_record, observers)

@@ -261,6 +261,8 @@ def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, dura
               train_time: float) -> dict:
     import torch
 
+    from unet_transfer.analysis.registry import summaries
+
     source, trainable, method = plan.source, plan.trainable, built.module.method
     total = sum(p.numel() for p in built.model.parameters())
     return {
@@ -301,9 +303,7 @@ def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, dura
         "dataset_root": str(Path(source.root).absolute()) if getattr(source, "root", None) else None,  # where `data` was read
         "folds_digest": hashlib.sha256(json.dumps(sorted(built.datamodule.held_out)).encode()).hexdigest()[:16],
         "warnings": list(built.datamodule.data.warnings),
-        **{name: {str(b): value for b, value in per_block.items()} for name, per_block in (
-            ("block_change", built.block_analysis.change), ("block_cka", built.block_analysis.cka),
-            ("block_grad_norm", built.gradient_flow.mean_over_training()))},
+        **summaries(built.measures),  # block_change, block_cka, block_grad_norm and any registered measure
         "settings": plan.settings,
         **code_version(),
         "run_key": plan.key,

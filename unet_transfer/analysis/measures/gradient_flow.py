@@ -1,5 +1,6 @@
 """Where the learning signal goes: each block's gradient norm, averaged over an epoch's steps
-and logged as `grad_norm/<block name>` (CSV, W&B); frozen blocks log 0.
+and logged as `grad_norm/<block name>` (CSV, W&B); frozen blocks log 0. metrics.json records
+the mean over epochs (`block_grad_norm`).
 
 The norms stay on the device until the epoch ends (one sync per epoch, not per step), and the
 block index of the parameters with gradients lives there too: copying it from host memory each
@@ -7,29 +8,37 @@ step would make CUDA wait for the queued work every step (a pageable copy syncs 
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
-import torch
-
-from unet_transfer.networks.protocol import block_map
+from unet_transfer.analysis.registry import Measure, Shown, measure
 
 
-class GradientFlow(pl.Callback):
-    def __init__(self):
+@measure
+class GradientFlow(Measure):
+    shows = (Shown("block_grad_norm", "Gradient norm during training (mean over epochs)", "0 = no learning signal",
+                   "Gradient norm"),)
+    order = 10
+
+    def __init__(self, model=None):
         self.epoch_means: list[dict[int, float]] = []  # per epoch: block number -> mean gradient norm
 
     def on_fit_start(self, trainer, pl_module) -> None:
+        import torch
+
+        from unet_transfer.networks.protocol import block_map
+
         model = pl_module.model
         blocks = block_map(model)
         block_of = blocks.block_of_name(model)
         self._names = blocks.blocks.names
         self._params = [p for _, p in model.named_parameters()]
         self._blocks = torch.tensor([block_of[n] - 1 for n, _ in model.named_parameters()])
-        self._index: dict[tuple[int, ...], torch.Tensor] = {}  # parameters with gradients -> their blocks, on the device
+        self._index: dict = {}  # parameters with gradients (a tuple) -> their blocks, on the device
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._sum, self._steps = None, 0
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        import torch
+
         present = [i for i, p in enumerate(self._params) if p.grad is not None]
         if not present:
             return
@@ -51,7 +60,10 @@ class GradientFlow(pl.Callback):
             pl_module.log(f"grad_norm/{name}", value)
 
     def mean_over_training(self) -> dict[int, float]:
-        """Each block's gradient norm averaged over the epochs (what metrics.json records)."""
+        """Each block's gradient norm averaged over the epochs."""
         if not self.epoch_means:
             return {}
         return {b: sum(epoch[b] for epoch in self.epoch_means) / len(self.epoch_means) for b in self.epoch_means[0]}
+
+    def summary(self) -> dict[str, dict[int, float]]:
+        return {"block_grad_norm": self.mean_over_training()}
