@@ -64,9 +64,11 @@ test-slow: $(STAMP)  ## the slow tests too
 	$(PYTHON) -m pytest -q -m "slow or not slow"
 
 SHARED ?= ../shared/data
-SMOKE := $(PYTHON) train.py trainer.max_epochs=1 trainer.enable_progress_bar=false dataset.image_size=64 resume=false
+SMOKE_SETTINGS := trainer.max_epochs=1 trainer.enable_progress_bar=false dataset.image_size=64 resume=false
+SMOKE := $(PYTHON) train.py $(SMOKE_SETTINGS)
 smoke-real: $(STAMP)  ## one tiny fine-tuning on each real sample set in ../shared/data (BUSI, ECSSD, lungs), then predict with them
 	$(SMOKE) dataset=busi dataset.root=$(SHARED)/busi_sample/Dataset_BUSI_with_GT hydra.run.dir=outputs/smoke/busi save_weights=outputs/smoke/busi/model.pt
+	$(PYTHON) train.py -m $(SMOKE_SETTINGS) model=flexunet dataset=busi dataset.root=$(SHARED)/busi_sample/Dataset_BUSI_with_GT freeze=shallow_to_deep k=1,2,3 hydra.sweep.dir=outputs/smoke/busi_flexunet
 	$(SMOKE) dataset=ecssd dataset.root=$(SHARED)/ecssd_sample hydra.run.dir=outputs/smoke/ecssd
 	$(SMOKE) dataset=folder dataset.root=$(SHARED)/lung_sample hydra.run.dir=outputs/smoke/lungs save_weights=outputs/smoke/lungs/model.pt
 	$(PYTHON) -c "import json; [print(n, json.load(open(f'outputs/smoke/{n}/metrics.json'))['n_images'], 'held-out images') for n in ('busi', 'ecssd', 'lungs')]"

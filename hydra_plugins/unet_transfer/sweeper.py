@@ -47,11 +47,31 @@ def data_folder_words(path: str) -> str:
     return f"{os.path.basename(absolute.rstrip(os.sep)) or 'root'}-{hashlib.sha256(absolute.encode()).hexdigest()[:8]}"
 
 
-def folder_name(pairs: Sequence[tuple[str, str]], empty: str) -> str:
+FOLDER_LIMIT = 200  # characters of one folder name (filesystems allow 255 bytes)
+
+
+def folder_name(pairs: Sequence[tuple[str, str]], empty: str, limit: int = FOLDER_LIMIT) -> str:
+    """`key=value` words joined by commas, each word whole: a name over `limit` keeps the words
+    that fit and ends in `+` and a hash of the whole (two such names still differ), so a folder
+    never reads `model=_87808e41a5d2` (a word cut and hashed)."""
+    import hashlib
+
     from unet_transfer.config import path_safe
 
-    words = [f"{key}={data_folder_words(value) if key in DATA_PATHS else value}" for key, value in sorted(pairs)]
-    return path_safe(",".join(words)) if pairs else empty
+    if not pairs:
+        return empty
+    words = [path_safe(f"{key}={data_folder_words(value) if key in DATA_PATHS else value}", limit)
+             for key, value in sorted(pairs)]
+    whole = ",".join(words)
+    if len(whole) <= limit:
+        return whole
+    tail = "+" + hashlib.sha256(whole.encode()).hexdigest()[:12]
+    kept = []
+    for word in words:
+        if len(",".join([*kept, word])) + 1 + len(tail) > limit:
+            break
+        kept.append(word)
+    return ",".join([*kept, tail])
 
 
 def quoted(key: str, value: str) -> str:

@@ -26,9 +26,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 import unet_transfer
 
 # Settings that do not change what a run trains or scores: output and cache folders, logging,
-# what is kept on disk, and speed (threads, memory layout, compilation, data loading, device).
+# what is kept on disk, names (model_name: the network's name in checkpoint names, made of its
+# model settings), and speed (threads, memory layout, compilation, data loading, device).
 NOT_SETTINGS = (
-    "output_dir", "paths", "study", "study_sweeps", "resume", "logger", "save_weights",
+    "output_dir", "paths", "study", "model_name", "study_sweeps", "resume", "logger", "save_weights",
     "save_predictions", "keep_weights", "lr_grid", "lr_grid_values", "lr_grid_validation", "threads", "runs_per_gpu", "fast", "loader", "pretrain", "pretrain_overrides",
     "dataset.root", "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
     "trainer.enable_checkpointing", "trainer.accelerator", "trainer.devices", "trainer.default_root_dir",

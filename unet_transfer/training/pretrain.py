@@ -21,10 +21,27 @@ from unet_transfer.training.commands import child_environment, train_command, us
 log = logging.getLogger("unet_transfer")
 
 
+MODEL_TARGET = "unet_transfer.model.UNet"
+
+
+def model_group(target: str) -> str | None:
+    """The `model=` config of a network's builder, by the adapters' convention (one adapter
+    module and one conf/model/<name>.yaml: unet_transfer.networks.flexunet.build -> flexunet);
+    None for the paper's U-Net, whose settings need no group: the pretraining experiment's own
+    U-Net config takes them all (so the U-Net's pretraining recipes read as before)."""
+    if str(target) == MODEL_TARGET:
+        return None
+    parts = str(target).split(".")
+    return parts[-2] if parts[-1] == "build" and len(parts) > 1 else parts[-1]
+
+
 def pretraining_overrides(cfg: DictConfig) -> list[str]:
-    """The fine-tuning run's model and image size, so the checkpoint fits it exactly."""
+    """The fine-tuning run's network (its model= config and every setting) and image size, so the
+    checkpoint fits it exactly."""
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    lines = [f"model.{key}={value}" for key, value in model.items() if key != "_target_"]
+    group = model_group(model.get("_target_", MODEL_TARGET))
+    lines = [f"model={group}"] * (group is not None)
+    lines += [f"model.{key}={value}" for key, value in model.items() if key != "_target_"]
     lines = [line.replace("'", "") for line in lines]
     lines.append(f"dataset.image_size={cfg.dataset.image_size}")
     lines.append(f"trainer.accelerator={cfg.trainer.accelerator}")
