@@ -241,3 +241,24 @@ def test_the_pretraining_follows_the_experiments_progress_bar_and_logger(make_cf
     assert "trainer.enable_progress_bar=false" in calls[0] and "logger=none" in calls[0]
     recipe = pretrain.recipe(cfg, [])
     assert not any("progress" in line or "logger" in line for line in recipe["overrides"])  # not part of the recipe
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "synthetic_xray", "synthetic_natural", "busi", "udiat", "montgomery",
+                                     "ecssd", "xpie", "folder"])
+def test_every_shipped_dataset_config_passes_the_dataset_settings_check(dataset):
+    from unet_transfer.config import compose_config
+    from unet_transfer.sources import check_dataset_settings
+
+    check_dataset_settings(compose_config([f"dataset={dataset}"]).dataset)
+
+
+def test_a_leftover_dataset_setting_is_named_before_any_work(make_cfg):
+    """An experiment that inherits the demo and switches to BUSI keeps the simulator's n_images:
+    that is one line naming it, not a TypeError in every run."""
+    from unet_transfer.training import validate
+
+    cfg = make_cfg("dataset=busi", "+dataset.n_images=60", "dataset.image_size=64")
+    with pytest.raises(ConfigError, match=r"dataset.n_images is not a setting of dataset=busi \(the busi reader\)"):
+        validate.check_settings(cfg)
+    with pytest.raises(ConfigError, match=r"dataset.lesion_count is not a setting .*ultrasound simulator"):
+        validate.check_settings(make_cfg("+dataset.lesion_count=2"))

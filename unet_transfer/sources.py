@@ -150,3 +150,36 @@ def dataset_defaults() -> dict[str, dict[str, dict]]:
     source = keyword_defaults(ReaderSource.__init__, skip=("self", "name", "reader", "root", "image_size"))
     return {"simulator": {kind: keyword_defaults(simulate) for kind, simulate in SIMULATORS.items()},
             "reader": {name: {**keyword_defaults(info.reader), **source} for name, info in DATASETS.items()}}
+
+
+SOURCE_SETTINGS = {  # what each kind of source takes besides its simulator's or reader's own settings
+    "SimulatedSource": ("_target_", "name", "kind", "n_images", "image_size", "seed"),
+    "ReaderSource": ("_target_", "name", "reader", "root", "image_size", "on_size_mismatch", "mask_threshold"),
+}
+
+
+def check_dataset_settings(dataset) -> None:
+    """Every `dataset.*` setting is one its source, simulator or reader takes: a leftover (say
+    `n_images` from a simulated dataset in a config that switched to `dataset=busi`) is one line
+    naming it and the settings there are, before any work, not a TypeError in every run."""
+    import inspect
+
+    from unet_transfer.data.readers import DATASETS
+    from unet_transfer.simulate import SIMULATORS
+
+    kind = str(dataset.get("_target_", "")).rsplit(".", 1)[-1]
+    if kind not in SOURCE_SETTINGS:
+        return  # a source of the user's own: its constructor checks its settings
+    function, what = ((SIMULATORS.get(dataset.get("kind")), f"the {dataset.get('kind')} simulator")
+                      if kind == "SimulatedSource" else (DATASETS[dataset.reader].reader
+                                                         if dataset.get("reader") in DATASETS else None,
+                                                         f"the {dataset.get('reader')} reader"))
+    if function is None:
+        return  # an unknown kind or reader: the source names it with the choices
+    own = [name for name in inspect.signature(function).parameters if name not in ("n", "size", "seed", "root")]
+    known = {*SOURCE_SETTINGS[kind], *own}
+    unknown = sorted(set(dataset) - known)
+    if unknown:
+        raise ConfigError(f"dataset.{unknown[0]} is not a setting of dataset={dataset.get('name')} ({what}); its "
+                          f"settings are {sorted(known - {'_target_'})}. Remove it (a leftover of another dataset "
+                          "config?) or use ~dataset." + unknown[0] + " in an override.")

@@ -24,6 +24,7 @@ from unet_transfer.data.augment import MODES as AUGMENT_MODES
 from unet_transfer.data.splits import check_fold
 from unet_transfer.errors import ConfigError, one_line_exit
 from unet_transfer.rules import check_size_multiple, missing_checkpoint, number, whole
+from unet_transfer.sources import check_dataset_settings
 from unet_transfer.training.schedule import Phase, freeze_settings, resolve_phases
 
 
@@ -191,6 +192,7 @@ def check_settings(cfg: DictConfig) -> tuple[Blocks, list[Phase]]:
     check_missing(cfg)
     check_pretrained(cfg)
     check_writable(cfg.paths.cache_dir, "paths.cache_dir")
+    check_dataset_settings(cfg.dataset)
     network, (multiple, why) = network_of(cfg.model)  # imports torch: after the checks that need none
     layout = network.with_depth(cfg.get("depth") or "longest")
     check_size_multiple(cfg.dataset.image_size, multiple, why)
