@@ -239,9 +239,12 @@ ANY = object()  # every network
 
 
 def group_network(group: Group):
-    """The network a sweep trained (its builder, `model._target_`), when the study had several;
-    None otherwise (the network is then no part of the variant)."""
-    return dict(group.variant).get("model._target_")
+    """The network a sweep trained, when the study had several: its builder (`model._target_`)
+    with the model settings that tell it from the study's other networks of that builder (two
+    FlexibleUNet backbones are two networks); None when the study had one network."""
+    if "model._target_" not in dict(group.variant):
+        return None
+    return tuple((key, value) for key, value in group.variant if key.startswith("model."))
 
 
 def networks_in(rows: list[dict], dataset: str) -> list:

@@ -48,7 +48,7 @@ def compared(rows: list[dict]) -> dict[str, list]:
 def network_title(rows: list[dict], group) -> str:
     """'FlexibleUNet (resnet18)', as the runs recorded their blocks, else the config's name."""
     layout = group_layout(rows, group)
-    title = layout.network or network_name(group_network(group))
+    title = layout.network or network_name(dict(group_network(group) or ()).get("model._target_"))
     return title[:1].upper() + title[1:]
 
 
