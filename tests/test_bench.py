@@ -29,6 +29,7 @@ def bench(tmp_path_factory):
     return json.loads(out.read_text()), result.stdout
 
 
+@pytest.mark.slow  # the bench end to end, ~35 s: CI runs it (.ci/run)
 def test_the_bench_writes_every_figure_with_sane_values(bench):
     results, stdout = bench
     assert results["quick"] is True and results["device"]["type"] in ("cpu", "cuda")

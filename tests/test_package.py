@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
 
 PACKAGE = ROOT / "unet_transfer"
@@ -60,6 +61,7 @@ def test_the_wheel_lists_every_package_folder():
     assert found <= declared and "unet_transfer.conf" in declared
 
 
+@pytest.mark.slow  # builds and installs a wheel, ~15 s: CI runs it (.ci/run)
 def test_the_installed_command_works_from_an_empty_folder_with_the_users_own_configs(tmp_path):
     wheels, venv, work = tmp_path / "wheels", tmp_path / "venv", tmp_path / "work"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),

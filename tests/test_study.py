@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import ROOT, SYNTHETIC, TINY
 
 
@@ -37,6 +38,7 @@ def test_a_killed_sweep_restarted_finishes_without_losing_or_repeating_runs(tmp_
     assert sorted((m["k"], m["fold"]) for m in runs) == [(k, f) for k in (1, 2, 3) for f in (0, 1)]
 
 
+@pytest.mark.slow  # a whole study in subprocesses, ~40 s: CI runs it (.ci/run)
 def test_one_command_runs_a_whole_study_with_pretraining_references_and_report(tmp_path):
     overrides = [*TINY, *SYNTHETIC, "folds=2", "fold=0", "k=4,5,9", f"paths.cache_dir={tmp_path / 'cache'}",
                  f"paths.checkpoint_dir={tmp_path / 'ckpt'}", "trainer.limit_train_batches=2",
