@@ -45,10 +45,6 @@ def block_list(value, name: str, layout: Blocks) -> list[int]:
     return numbers
 
 
-def check_image_size(size, layout: Blocks) -> None:
-    check_size_multiple(size, 2**layout.levels, f"the U-Net halves the image {layout.levels} times (model.levels)")
-
-
 def check_size_multiple(size, step: int, why: str) -> None:
     """dataset.image_size is a multiple of `step`, the network's own rule (`why` says it in
     words: "the U-Net halves the image 4 times (model.levels)")."""

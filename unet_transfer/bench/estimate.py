@@ -6,6 +6,7 @@ from __future__ import annotations
 from unet_transfer.bench.common import PAPER, compose_cfg, trainable_of
 from unet_transfer.bench.loops import count_flops
 from unet_transfer.blocks import PAPER_BLOCKS, SWEPT_DIRECTIONS, Blocks
+from unet_transfer.networks.protocol import blocks_of, meta_model
 
 
 def interpolate(points: list[tuple[float, float]], x: float) -> float:
@@ -84,7 +85,7 @@ def estimates(results: dict) -> dict:
         seconds_per_image = scale / measured["images_per_s"]["real"]
         forward_fraction = count_flops(study_cfg.model, image_size, batch, train=False) / full
         points = [(s["flop_ratio"], s["time_ratio"]) for s in results["freeze"][label]["settings"].values()]
-        layout = Blocks.of(study_cfg.model)
+        layout = blocks_of(meta_model(study_cfg.model))
         flop_ratio = {(d, k): count_flops(study_cfg.model, image_size, batch, trainable_of(d, k, layout)) / full
                       for d, k in study_settings(layout)}
         folds, epochs = int(study_cfg.folds), int(study_cfg.trainer.max_epochs)

@@ -29,11 +29,10 @@ def record(image_size: int, threshold: float = THRESHOLD) -> dict:
             "preprocessing": {"rule": RULE, "version": PREPROCESS_VERSION}}
 
 
-def read_record(meta: dict, path: Path | str, fits: Callable[[int], None] | None = None) -> tuple[int, float]:
+def read_record(meta: dict, path: Path | str, fits: Callable[[int], None]) -> tuple[int, float]:
     """(image_size, threshold) of a checkpoint, or a ConfigError saying why it cannot be used: the
-    size a whole number the network takes (`fits`, from `size_rule` of the checkpoint's network;
-    by default the paper's 4-level U-Net's rule), the threshold a probability strictly between 0
-    and 1."""
+    size a whole number the network takes (`fits`, from `size_rule` of the checkpoint's network),
+    the threshold a probability strictly between 0 and 1."""
     rule = meta.get("preprocessing") or {}
     if "image_size" not in meta or not rule:
         raise ConfigError(
@@ -55,7 +54,7 @@ def damaged(path: Path | str, what: str) -> ConfigError:
                        "or edited; write it again (save_weights=PATH, or `unet-transfer recommend STUDY`).")
 
 
-def check_size(size, path: Path | str, fits: Callable[[int], None] | None = None) -> int:
+def check_size(size, path: Path | str, fits: Callable[[int], None]) -> int:
     from unet_transfer.rules import whole
 
     try:
@@ -63,17 +62,10 @@ def check_size(size, path: Path | str, fits: Callable[[int], None] | None = None
         if size > MAX_IMAGE_SIZE:
             raise ConfigError(f"dataset.image_size={size} is beyond any size a network here trains at (at most "
                               f"{MAX_IMAGE_SIZE}; the paper uses 256)")
-        (fits or paper_unet_rule)(size)
+        fits(size)
     except ConfigError as error:
         raise damaged(path, f"its recorded {str(error).rstrip('.')}") from None
     return size
-
-
-def paper_unet_rule(size: int) -> None:
-    from unet_transfer.blocks import PAPER_BLOCKS
-    from unet_transfer.rules import check_image_size
-
-    check_image_size(size, PAPER_BLOCKS)
 
 
 # --- Which input sizes a network takes -------------------------------------------------------

@@ -193,7 +193,7 @@ def train(cfg: DictConfig, plan: RunPlan, out_dir: Path) -> dict:
 
     data, module = built.datamodule.data, built.module
     per_image = [{"id": data.ids[r["row"]], **{k: v for k, v in r.items() if k != "row"}} for r in module.test_records]
-    metrics = summarise(cfg, plan, per_image, built, time.perf_counter() - start, train_time)
+    metrics = metrics_of_run(cfg, plan, per_image, built, time.perf_counter() - start, train_time)
     if validation:
         metrics["validation"] = validation
     from unet_transfer.data.contract import record
@@ -257,8 +257,9 @@ def score_validation_split(built) -> dict | None:
     return {**{name: statistics.fmean(r[name] for r in records) for name in METRICS}, "n_images": len(records)}
 
 
-def summarise(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, duration: float,
-              train_time: float) -> dict:
+def metrics_of_run(cfg: DictConfig, plan: RunPlan, per_image: list[dict], built, duration: float,
+                   train_time: float) -> dict:
+    """One run's metrics.json record (report.aggregate.summarise is many runs' summary)."""
     import torch
 
     from unet_transfer.analysis.registry import summaries
