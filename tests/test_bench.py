@@ -83,9 +83,15 @@ def test_the_bench_writes_every_figure_with_sane_values(bench):
         estimate["paper"]["pretraining_h"] + estimate["paper"]["ultrasound_h"] + estimate["paper"]["xray_h"])
     assert estimate["paper"]["detail"]["ultrasound"]["runs"] == 100  # 5 folds x (9 + 9 + 2 reference rows)
     assert estimate["paper"]["config"]["image_size"] == 256 and estimate["paper"]["config"]["model"]["width"] == 64
+    simulation = results["simulation"]
+    assert {s["dataset"] for s in simulation["sets"].values()} == {"synthetic_ultrasound", "synthetic_natural"}
+    assert simulation["demo_seconds"] == pytest.approx(sum(s["seconds"] for s in simulation["sets"].values()))
+    assert estimate["demo"]["simulation_share"] == pytest.approx(
+        simulation["demo_seconds"] / (estimate["demo"]["total_h"] * 3600))
+    assert positive(simulation["paper_size_images_per_s"])
     assert positive(results["wall_s"])
-    for heading in ("Training throughput", "Freezing", "Data loading", "Fixed cost", "fp32 NCHW vs fast path",
-                    "Estimated wall time"):
+    for heading in ("Training throughput", "Freezing", "Data loading", "Simulated data", "Fixed cost",
+                    "fp32 NCHW vs fast path", "Estimated wall time"):
         assert heading in stdout
 
 

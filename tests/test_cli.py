@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from conftest import ROOT, SYNTHETIC, TINY, run_cli
@@ -49,10 +48,9 @@ def test_two_sweeps_started_in_the_same_second_do_not_collide(tmp_path):
 
 
 def test_bad_settings_fail_fast_with_one_clear_line(tmp_path):
-    start = time.perf_counter()
     result = run_cli(["freeze=shallow_to_deep", "k=12", *tiny(tmp_path)], cwd=tmp_path)
     assert result.returncode == 2
     output = result.stdout + result.stderr
     assert "k=12" in output and "1..9" in output and "Traceback" not in output
     assert not list(tmp_path.rglob("metrics.json"))
-    assert time.perf_counter() - start < 30
+    assert not [f for f in (tmp_path / "cache").rglob("*") if f.is_file()]  # stopped before any data was made

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -43,11 +42,9 @@ BAD_SETTINGS = [
 @pytest.mark.parametrize(("overrides", "named"), BAD_SETTINGS, ids=[" ".join(o)[:40] for o, _ in BAD_SETTINGS])
 def test_a_bad_setting_is_named_before_anything_loads(make_cfg, overrides, named):
     cfg = make_cfg(*overrides)
-    start = time.perf_counter()
     with pytest.raises(ConfigError) as error:
         check_settings(cfg)
     assert named in str(error.value) and "\n" not in str(error.value)
-    assert time.perf_counter() - start < 5  # the first check may import the method's module
 
 
 @pytest.mark.parametrize("method", ["freeze", "layer_lr", "l2sp", "bitfit", "auto_rgn", "lora"])

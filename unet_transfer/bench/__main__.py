@@ -12,7 +12,8 @@ bench.json plus a readable table on stdout:
   one fixed in-memory batch (what loading adds), at the paper's size and at the demo's size;
 - step/epoch time, FLOPs and memory when only the deepest or only the shallowest block trains,
   against all blocks (the freezing of the real path: FreezeSchedule -> networks.protocol.set_frozen_blocks);
-- data loading throughput (the real train_dataloader, on-line augmentation);
+- data loading throughput (the real train_dataloader, on-line augmentation), and the time to
+  simulate the demo's data as a share of the demo study;
 - the fixed cost of one run of a sweep (in-process, as a Hydra sweep job pays it) and of a cold
   `python train.py` start;
 - achieved FLOP/s (torch.utils.flop_counter) and, on a GPU of known peak, the fraction of it;
@@ -44,7 +45,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from unet_transfer.bench import concurrency, keras
+from unet_transfer.bench import concurrency, keras, simulation
 from unet_transfer.bench.common import TARGETS, compose_cfg, plans, sizes
 from unet_transfer.bench.estimate import estimates
 from unet_transfer.bench.runs import (
@@ -154,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                 results[key][label] = measured[key]
 
         measure("demo", share=0.2)
+        print("bench: simulated data (the demo's sets, built without the cache)", flush=True)
+        with timed(phases, "simulation"):
+            results["simulation"] = simulation.measure(args.quick)
         print("bench: agreement check (fp32 NCHW vs fast path; may pretrain the demo checkpoint first)", flush=True)
         with timed(phases, "agreement"):
             results["agreement"] = measure_agreement(common, size["demo"], work, epochs=2 if args.quick else 8)

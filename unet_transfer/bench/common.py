@@ -15,7 +15,7 @@ BF16_PEAK_TFLOPS = (
     ("A100", 312.0), ("L40S", 362.0), ("L40", 181.0), ("L4", 121.0), ("A10", 125.0), ("RTX 4090", 165.0),
 )
 TARGETS = {"speedup": 1.0, "overhead": 0.05, "deep_to_shallow_k1": 0.5, "shallow_to_deep_k1": 0.8,
-           "data_ratio": 5.0, "in_sweep_s": 3.0, "dice_tolerance": 0.05}
+           "data_ratio": 5.0, "simulation_share": 0.05, "in_sweep_s": 3.0, "dice_tolerance": 0.05}
 FREEZE_VARIANTS = {"none": ("none", None), "deep_to_shallow_k1": ("deep_to_shallow", 1),
                    "shallow_to_deep_k1": ("shallow_to_deep", 1)}
 # The paper's study (docs/study.md): 5 folds, 9 k in 2 directions (deep_to_shallow k=9 is the

@@ -103,8 +103,11 @@ def estimates(results: dict) -> dict:
                                  epochs=int(pretrain_cfg.trainer.max_epochs), images=int(pretrain_cfg.dataset.n_images),
                                  folds=int(pretrain_cfg.folds), cold_s=cold)
             report = report_hours(seconds_per_image, study_cfg)
-            out[label] = {"study_h": study["hours"], "pretraining_h": pre, "report_h": report,
-                          "total_h": study["hours"] + pre + report, "detail": study}
+            total = study["hours"] + pre + report
+            out[label] = {"study_h": study["hours"], "pretraining_h": pre, "report_h": report, "total_h": total,
+                          "detail": study}
+            if "simulation" in results:  # made once per cache, before the first run
+                out[label]["simulation_share"] = results["simulation"]["demo_seconds"] / (total * 3600)
         else:
             total_images = int(study_cfg.augment.total)
             gain = results.get("concurrency", {}).get("gain", 1.0)  # runs_per_gpu on a GPU, measured

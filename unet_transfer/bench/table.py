@@ -112,6 +112,13 @@ def table(results: dict) -> str:
     for label, d in results["data"].items():
         lines.append(f"| {label} | {d['images_per_s']:.0f} | {d['train_images_per_s']:.2f} | {d['ratio']:.0f}x "
                      f"({check(d['ratio'], TARGETS['data_ratio'], True)}) |")
+    if "simulation" in results:
+        sim, demo = results["simulation"], results["estimate"]["demo"]
+        made = ", ".join(f"{s['dataset']} {s['images']} x {s['image_size']} px in {s['seconds']:.1f} s"
+                         for s in sim["sets"].values())
+        lines += ["", f"Simulated data: {made}; {100 * demo['simulation_share']:.1f}% of the demo study's estimate "
+                      f"({check(demo['simulation_share'], TARGETS['simulation_share'], False)}); the ultrasound simulator "
+                      f"makes {sim['paper_size_images_per_s']:.1f} images/s at 256 px."]
     fc = results["fixed_cost"]
     lines += ["", "## Fixed cost of one run", "",
               f"- in a sweep (run(cfg), max_epochs=0, in-process after a warm-up): {fc['in_sweep_s']:.2f} s "
