@@ -104,4 +104,21 @@ def test_forecast_without_the_study_says_so_in_one_line(tiny, capsys):
     assert "multirun/tiny_forecast" in lines[0]
     assert f"unet-transfer study tiny_forecast --config-dir {conf}" in lines[0]
     doc = json.loads((work / "multirun" / "tiny_forecast" / "forecast" / "forecast.json").read_text())
+    text = (work / "multirun" / "tiny_forecast" / "forecast" / "forecast.md").read_text()
+    assert f"unet-transfer study tiny_forecast --config-dir {conf}" in text  # the study it asks for is the user's
     assert doc["study_results"] is None and doc["estimators"][0]["tau"] is None
+
+
+def test_the_study_line_it_prints_is_the_users_own_study(tmp_path):
+    import shlex
+
+    from unet_transfer.study.runner import parser
+    from unet_transfer.training.commands import user_study_command
+
+    folders = [tmp_path / "my configs", tmp_path / "more"]
+    line = user_study_command("study", "mine", ["seed=1", "dataset.root=my data"], folders)
+    words = shlex.split(line)
+    assert words[:2] == ["unet-transfer", "study"]
+    args = parser().parse_intermixed_args(words[2:])
+    assert args.experiment == "mine" and args.overrides == ["seed=1", "dataset.root=my data"]
+    assert args.config_dir == [str(folder.resolve()) for folder in folders]

@@ -90,9 +90,8 @@ def study_cost(ctx, table, estimates) -> dict:
 
 def not_scored(ctx) -> str:
     """The one line that says the study's results are missing, so nothing is scored, and how to get them."""
-    dirs = "".join(f" --config-dir {folder}" for folder in ctx.extra_dirs)
     return (f"   no study results in {ctx.folder}: the forecast is not scored against the study; run "
-            f"`unet-transfer study {ctx.experiment}{dirs}`, then this forecast again")
+            f"`{ctx.study_command()}`, then this forecast again")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ class Context:
     block_parameters: dict[int, int]
     candidates: list[Candidate]
     extra_dirs: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
     study_runs: int = 0             # planned runs that train (epochs > 0)
     study_image_steps: int = 0      # planned image-steps of the whole study (every sweep)
     run_image_steps: int = 0        # one grid run's image-steps (epochs x training images)
@@ -31,6 +32,12 @@ class Context:
     @property
     def folder(self) -> Path:
         return Path("multirun") / self.study
+
+    def study_command(self) -> str:
+        """The line that runs this forecast's study, with the user's config folders and overrides."""
+        from unet_transfer.training.commands import user_study_command
+
+        return user_study_command("study", self.experiment, self.overrides, self.extra_dirs)
 
     def fresh_model(self):
         """The experiment's network with its pretrained weights, on the CPU, seeded as a run is."""
@@ -90,17 +97,19 @@ def make_context(experiment: str, overrides: list[str], extra_dirs=(), pretrain:
     (pretrain=True: the study needs it too, so its cost is neither side's)."""
     from unet_transfer.networks.protocol import block_map
     from unet_transfer.study.runner import needs_pretraining, study_plan
+    from unet_transfer.training.commands import user_study_command
     from unet_transfer.training.pretrain import ensure_pretrained
 
     study, sweeps, cfg = study_plan(experiment, overrides, extra_dirs)
     if needs_pretraining(cfg, extra_dirs):
         if not pretrain:
-            raise ConfigError(f"pretrained={cfg.pretrained} is missing: run the study (unet-transfer study "
-                              f"{experiment}) or drop --no-pretrain to make it first")
+            raise ConfigError(f"pretrained={cfg.pretrained} is missing: run the study "
+                              f"({user_study_command('study', experiment, overrides, extra_dirs)}) or drop "
+                              "--no-pretrain to make it first")
         print(f"== forecast {study}: pretraining {cfg.pretrained} first (experiment={cfg.pretrain}; "
               "the study needs it too)", flush=True)
         ensure_pretrained(cfg, list(extra_dirs))
-    ctx = Context(experiment, study, cfg, Blocks.counted(9), {}, [], list(extra_dirs))
+    ctx = Context(experiment, study, cfg, Blocks.counted(9), {}, [], list(extra_dirs), list(overrides))
     model = ctx.fresh_model()
     blocks = block_map(model, cfg.get("depth"))
     ctx.layout = blocks.blocks

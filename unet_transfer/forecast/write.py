@@ -79,7 +79,7 @@ def markdown(ctx, doc: dict, figure: str | None) -> str:
                          + " |")
     lines += ["", "## Forecast vs study", ""]
     if study is None:
-        lines += [f"No results of the study in multirun/{ctx.study} yet: run `unet-transfer study {ctx.experiment}`, "
+        lines += [f"No results of the study in multirun/{ctx.study} yet: run `{ctx.study_command()}`, "
                   "then this forecast again to score it.",
                   f"The study's planned compute: {ctx.study_runs} runs, {ctx.study_image_steps} image-steps"
                   + (f", about {cost['seconds']:.0f} s on this machine (estimated from the racing's speed)"
