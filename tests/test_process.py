@@ -42,6 +42,20 @@ def alive(pid: int) -> bool:
         return False
 
 
+def in_the_foreground() -> None:
+    """A child's Ctrl-C as in a terminal's foreground job (these tests may run as a background
+    job, whose children start with Ctrl-C ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def foreground():
+    """This process's Ctrl-C as in a terminal's foreground job, restored afterwards."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_ctrl_c_stops_a_parallel_sweep_with_one_line_exit_130_and_no_process_left(tmp_path):
     command = [sys.executable, "-m", "unet_transfer", "train", "-m", *TINY, *SYNTHETIC, "trainer.max_epochs=5000",
                "study=interrupted", "freeze=shallow_to_deep", "k=1,9", "hydra/launcher=parallel",
@@ -49,7 +63,7 @@ def test_ctrl_c_stops_a_parallel_sweep_with_one_line_exit_130_and_no_process_lef
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("UNET_TRANSFER_RUN_TOKEN", None)
     process = subprocess.Popen(command, cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=in_the_foreground)
     sweep, seen = tmp_path / "multirun" / "interrupted", set()
     deadline = time.time() + 240
     try:
@@ -85,7 +99,7 @@ def test_ctrl_c_stops_a_single_run_inside_lightning_with_one_line_exit_130(tmp_p
                f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(command, cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=in_the_foreground)
     log = tmp_path / "run" / "train.log"
     deadline = time.time() + 240
     try:
@@ -106,10 +120,10 @@ def test_ctrl_c_stops_a_single_run_inside_lightning_with_one_line_exit_130(tmp_p
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
-def test_ctrl_c_in_a_command_is_one_line_and_exit_code_130(capsys):
+def test_ctrl_c_in_a_command_is_one_line_and_exit_code_130(capsys, foreground):
     from unet_transfer.errors import INTERRUPTED, stop_cleanly
 
-    before = signal.getsignal(signal.SIGINT)  # Python's default handler, or SIG_IGN where started in the background
+    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(SystemExit) as stopped, stop_cleanly():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(5)  # the signal arrives first
@@ -117,7 +131,7 @@ def test_ctrl_c_in_a_command_is_one_line_and_exit_code_130(capsys):
     assert signal.getsignal(signal.SIGINT) is before  # the handler it found is back
 
 
-def test_lightning_s_exit_after_ctrl_c_is_the_interrupt_and_other_exits_pass(capsys):
+def test_lightning_s_exit_after_ctrl_c_is_the_interrupt_and_other_exits_pass(capsys, foreground):
     from unet_transfer.errors import stop_cleanly
 
     with pytest.raises(SystemExit) as stopped, stop_cleanly():
@@ -130,6 +144,20 @@ def test_lightning_s_exit_after_ctrl_c_is_the_interrupt_and_other_exits_pass(cap
     with pytest.raises(SystemExit) as stopped, stop_cleanly():
         sys.exit(2)  # a user error's exit code, no Ctrl-C
     assert stopped.value.code == 2 and capsys.readouterr().err == ""
+
+
+def test_a_command_started_with_ctrl_c_ignored_keeps_ignoring_it(capsys):
+    from unet_transfer.errors import stop_cleanly
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job of a script
+    try:
+        with stop_cleanly():
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # it would have arrived by now
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN and capsys.readouterr().err == ""
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_a_child_command_leaves_the_line_to_the_command_above_it(capsys):

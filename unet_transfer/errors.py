@@ -85,9 +85,11 @@ class _LightningInterruptLine(logging.Filter):
 def stop_cleanly(say: Callable[[str], object] | None = None) -> Iterator[None]:
     """Around a whole command: Ctrl-C (anywhere in it, also inside Lightning, which turns it into
     `sys.exit(1)`) becomes the one line INTERRUPTED and exit code 130, without a traceback.
-    Results are written atomically at their end, so what was interrupted left no result."""
+    Results are written atomically at their end, so what was interrupted left no result.
+    A command started with Ctrl-C ignored (a background job of a script) keeps ignoring it."""
     try:
-        previous = signal.signal(signal.SIGINT, _Interrupts.handler)
+        ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        previous = None if ignored else signal.signal(signal.SIGINT, _Interrupts.handler)
     except ValueError:  # not the main thread: leave Ctrl-C as it is
         previous = None
     _Interrupts.count = 0
