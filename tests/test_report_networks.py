@@ -88,3 +88,18 @@ def test_networks_figure_and_fig4_are_drawn_per_network(report):
         image = np.asarray(Image.open(root / name).convert("L"), dtype=float)
         assert image.std() > 10, name
     assert Image.open(root / "dice_vs_blocks.png").size[0] > Image.open(root / "networks.png").size[0] * 1.2
+
+
+def test_fig4_legend_names_each_reference_once_when_each_panel_is_one_network(report, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from unet_transfer.inference.choose import study_rows
+    from unet_transfer.report.fig4 import plot_metric_vs_blocks
+
+    root, _ = report
+    labels = []
+    draw = Figure.legend
+    monkeypatch.setattr(Figure, "legend", lambda self, handles, names, **kw: labels.extend(names) or draw(
+        self, handles, names, **kw))
+    assert plot_metric_vs_blocks(study_rows(root)[0], "dice", tmp_path / "fig4.png")
+    assert labels.count("All blocks fine-tuned") == 1 and not [name for name in labels if "model=" in name]

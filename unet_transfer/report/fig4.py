@@ -22,7 +22,7 @@ from unet_transfer.report.aggregate import (
     references_for,
     study_groups,
 )
-from unet_transfer.report.collect import variant_words
+from unet_transfer.report.collect import ROLES, variant_words
 from unet_transfer.report.registry import Report, entry
 from unet_transfer.report.tables import has_k_sweep
 
@@ -166,9 +166,9 @@ def _panel(ax, rows, dataset, metric, network=ANY) -> dict[str, object]:
             fontsize=8,
             color=colour,
         )
-        legend.setdefault(
-            ref["label"], Line2D([], [], color=colour, linestyle=style, linewidth=1.3)
-        )
+        same_sweep = (ref["key"].variant, ref["key"].method) == (primary.variant, primary.method)
+        label = ROLES[ref["role"]] if same_sweep else ref["label"]  # the panel's title says the rest
+        legend.setdefault(label, Line2D([], [], color=colour, linestyle=style, linewidth=1.3))
     start = "pretrained" if primary.has_pretrained else "from scratch"
     extra = f", {variant_words(primary.variant, primary.method)}" if primary.variant or primary.method != "freeze" else ""
     ax.set_title(f"{dataset} ({start}, {primary.epochs} epochs{extra})", fontsize=11)
