@@ -71,6 +71,10 @@ def test_each_network_is_its_own_sweep_with_its_own_blocks(report):
     assert "decoder_channels" not in text and "pretrained=" not in text  # a network's own settings say nothing more
     assert "11 (head, deepest)" in text and "9 (dec1, deepest)" in text  # each network's legend, own n and names
     assert "networks.md" in text and "networks.png" in text
+    for network in ("model=flexunet", "model=unet"):  # each network's main sweep has its own reference rows
+        section = text.split(f"### Contracting vs expanding (pretrained, 2 epochs, {network})")[1].split("###")[0]
+        assert "| All blocks fine-tuned |" in section
+    assert "Other configurations" not in text
 
 
 def test_networks_md_has_one_section_per_network_with_its_block_names(report):

@@ -15,12 +15,13 @@ from unet_transfer.report.aggregate import (
     group_layout,
     group_of,
     group_words,
+    networks_in,
     path_rows,
     primary_group,
     references_for,
     study_groups,
 )
-from unet_transfer.report.collect import variant_words
+from unet_transfer.report.collect import ROLES, variant_words
 from unet_transfer.report.registry import Report, entry
 
 
@@ -87,12 +88,13 @@ def summary_markdown(report: Report, warnings: list[str], n_unfinished: int, fig
             lines += [next(r["layout"] for r in rows if r["dataset"] == dataset).legend(), ""]
         primary = primary_group(rows, dataset)
         groups = [g for g in study_groups(rows, dataset) if g != primary]
+        main_sweeps = {primary_group(rows, dataset, network) for network in networks_in(rows, dataset)} | {primary}
         shown: set = set()
         for group in ([primary] if primary else []) + groups:
             if len({r["layout"] for r in rows if r["dataset"] == dataset}) > 1:  # networks of their own blocks
                 lines += [f"**{group_words(group)}**: {group_layout(rows, group).legend()}", ""]
-            lines += paths_table(rows, group, shown, with_references=group == primary)
-            lines += k_table(rows, group, shown, all_k=group == primary)
+            lines += paths_table(rows, group, shown, with_references=group in main_sweeps)  # each network's own
+            lines += k_table(rows, group, shown, all_k=group in main_sweeps)
         rest = [r for r in rows if r["dataset"] == dataset and r["key"] not in shown]
         if rest:
             lines += [f"### {'Other configurations' if primary else 'Configurations'}", ""]
@@ -124,7 +126,9 @@ def paths_table(rows, group, shown, with_references=True) -> list[str]:
     if not table and not with_references:
         return []
     for ref in references_for(rows, group) if with_references else []:
-        label = ref["label"] + (f" ({ref['epochs']} epochs)" if ref["epochs"] not in (0, group.epochs) else "")
+        same_sweep = (ref["key"].variant, ref["key"].method) == (group.variant, group.method)
+        label = (ROLES[ref["role"]] if same_sweep else ref["label"]) + (  # the heading says the sweep's words
+            f" ({ref['epochs']} epochs)" if ref["epochs"] not in (0, group.epochs) else "")
         shown.add(ref["key"])
         table.append([label, span(ref["blocks"]) if ref["epochs"] else "none",
                       *(cell(ref, m, flag=m == "dice") for m in METRICS), folds_cell(ref)])
