@@ -77,14 +77,14 @@ def test_l2sp_is_zero_at_the_pretrained_weights_and_grows_with_distance():
     model = UNet(width=4)
     method = L2SP(alpha=0.1, beta=0.0)
     method.prepare(model, blocks_of(model).numbers)
-    assert float(method.penalty(model)) == 0.0
+    assert method.penalty(model).item() == 0.0
     direction = {name: torch.randn_like(p) for name, p in model.named_parameters()}
     values = []
     for step in (1e-3, 2e-3, 4e-3):
         with torch.no_grad():
             for name, p in model.named_parameters():
                 p.copy_(method.anchor[name] + step * direction[name])
-        values.append(float(method.penalty(model)))
+        values.append(method.penalty(model).item())
     assert 0 < values[0] < values[1] < values[2]
     assert values[1] / values[0] == pytest.approx(4.0, rel=1e-3)  # quadratic: alpha/2 ||w - w0||^2
 
