@@ -259,3 +259,37 @@ def test_a_leftover_dataset_setting_is_named_before_any_work(make_cfg):
         validate.check_settings(cfg)
     with pytest.raises(ConfigError, match=r"dataset.lesion_count is not a setting .*ultrasound simulator"):
         validate.check_settings(make_cfg("+dataset.lesion_count=2"))
+
+
+def test_each_network_s_checkpoint_is_made_first_with_the_whole_machine_before_its_own_sweep(tmp_path, monkeypatch,
+                                                                                             capsys):
+    """A study of several networks (backbones_demo) needs a checkpoint per network: each one is
+    checked up front and made by the study before the first sweep that uses it, not by that
+    sweep's first run with its share of the cores."""
+    folder = user_config_dir(tmp_path)
+    mine = folder / "experiment" / "mine.yaml"
+    mine.write_text(mine.read_text().replace(
+        "study_sweeps:\n", 'study_sweeps:\n  - [model.width=2, "k=1,9", fold=0]\n', 1))
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append(command)
+        made = [word.split("=", 1)[1] for word in command if word.startswith("save_weights=")]
+        for path in made:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_bytes(b"weights")
+        return 0
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pretrain, "run_child", fake_run)
+    monkeypatch.setattr(runner, "run_child", fake_run)
+    checkpoints = tmp_path / "ck"
+    assert runner.main(["mine", "--config-dir", str(folder), "--no-report", *STUDY_TINY,
+                        f"paths.checkpoint_dir={checkpoints}"]) == 0
+    made = [next((w for w in c if w.startswith("save_weights=")), None) for c in calls]
+    order = [Path(m.split("=", 1)[1]).name if m else "sweep" for m in made]
+    # the main sweep's checkpoint, the main sweep, then the width-2 network's checkpoint before its sweep
+    assert order == ["demo_synthetic_natural_w4_64.pt", "sweep", "demo_synthetic_natural_w2_64.pt", "sweep", "sweep",
+                     "sweep"], order
+    out = capsys.readouterr().out
+    assert out.count("pretraining ") == 2

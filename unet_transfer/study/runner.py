@@ -4,10 +4,11 @@
 
 Each sweep is the plain Hydra multirun a user could type (`unet-transfer train -m
 experiment=...`), so a study is resumable: finished runs are skipped, crashed or killed ones
-are redone. The pretrained checkpoint is made first, with every core, when it is missing.
+are redone. A missing pretrained checkpoint is made before the first sweep that uses it, with
+every core (a study of several networks has one per network).
 
 Before anything runs, every setting of the study is checked on a few composed runs of each
-sweep (one per value of every swept setting) and of the pretraining: a bad one stops the study
+sweep (one per value of every swept setting) and of each pretraining: a bad one stops the study
 in seconds with one line that names it. `--dry-run` prints the plan (sweeps, runs, pretraining,
 output folder) and runs nothing.
 """
@@ -91,18 +92,28 @@ def sweep_runs(sweep: list[str], extra_dirs=()) -> list[list[str]]:
     return BasicSweeper.split_arguments(parsed, None)[0]
 
 
-def check_study(study: str, runs: list[list[list[str]]], cfg: DictConfig, extra_dirs=(), pretraining=False) -> None:
+def check_study(study: str, runs: list[list[list[str]]], extra_dirs=()) -> list[list[DictConfig]]:
     """Every setting of the study, checked before anything runs: the study name, a few runs of
-    each sweep that hold every swept value between them, and the pretraining's own run."""
+    each sweep that hold every swept value between them, and each pretraining's own run.
+    Returns, per sweep, the run configs whose pretrained checkpoint it must make first (each
+    checkpoint once, before the first sweep that uses it: a study of several networks has one each)."""
     from hydra_plugins.unet_transfer.sweeper import covering_jobs
     from unet_transfer.training.validate import check_settings, check_study_name
 
     check_study_name(study)
+    planned: set[str] = set()
+    pretrainings = []
     for sweep in runs:
+        first = []
         for job in covering_jobs(sweep):
-            check_settings(compose_config(job, extra_dirs))
-    if pretraining:
-        check_settings(compose_config(pretraining_run_overrides(cfg, Path(cfg.pretrained)), extra_dirs))
+            cfg = compose_config(job, extra_dirs)
+            check_settings(cfg)
+            if cfg.get("pretrained") and str(cfg.pretrained) not in planned and needs_pretraining(cfg, extra_dirs):
+                check_settings(compose_config(pretraining_run_overrides(cfg, Path(cfg.pretrained)), extra_dirs))
+                planned.add(str(cfg.pretrained))
+                first.append(cfg)
+        pretrainings.append(first)
+    return pretrainings
 
 
 def needs_pretraining(cfg: DictConfig, extra_dirs=()) -> bool:
@@ -112,21 +123,20 @@ def needs_pretraining(cfg: DictConfig, extra_dirs=()) -> bool:
 
 
 def print_plan(study: str, sweeps: list[list[str]], runs: list[list[list[str]]], cfg: DictConfig, extra_dirs=(),
-               pretraining: bool = False) -> None:
-    """What the study would do (`--dry-run`): the folder, the pretraining, each sweep and its runs."""
+               pretrainings: list[list[DictConfig]] = ()) -> None:
+    """What the study would do (`--dry-run`): the folder, the pretrainings, each sweep and its runs."""
     folder = Path.cwd() / "multirun" / study
     finished = sum(1 for _ in folder.rglob("metrics.json")) if folder.is_dir() else 0
     print(f"Study {study} (dry run: nothing runs)")
     print(f"  output folder: {folder}" + (f" (holds {finished} finished runs: skipped)" if finished else ""))
-    if pretraining:
-        overrides = pretraining_run_overrides(cfg, Path(cfg.pretrained))
-        print(f"  pretraining first: {cfg.pretrained} (experiment={cfg.pretrain}): "
-              f"{user_command(overrides, extra_dirs=extra_dirs)}")
-    elif cfg.get("pretrained"):
-        print(f"  pretraining: none, the runs start from {cfg.pretrained} (there)")
-    else:
-        print("  pretraining: none (the runs train from scratch)")
+    if not any(pretrainings):
+        there = f"the runs start from {cfg.pretrained} (there)" if cfg.get("pretrained") else "the runs train from scratch"
+        print(f"  pretraining: none, {there}")
     for number, (sweep, jobs) in enumerate(zip(sweeps, runs, strict=True), 1):
+        for made in pretrainings[number - 1] if pretrainings else ():
+            overrides = pretraining_run_overrides(made, Path(made.pretrained))
+            print(f"  pretraining first: {made.pretrained} (experiment={made.pretrain}): "
+                  f"{user_command(overrides, extra_dirs=extra_dirs)}")
         print(f"  sweep {number}/{len(sweeps)}, {len(jobs)} runs: {user_command(sweep, True, extra_dirs)}")
     print(f"  in all: {len(sweeps)} sweeps, {sum(map(len, runs))} runs")
 
@@ -152,25 +162,24 @@ def main(argv: list[str] | None = None) -> int:
         check_working_folder()
         study, sweeps, cfg = study_plan(args.experiment, args.overrides, args.config_dir)
         runs = [sweep_runs(sweep, args.config_dir) for sweep in sweeps]
-        pretraining = needs_pretraining(cfg, args.config_dir)
-        check_study(study, runs, cfg, args.config_dir, pretraining)
+        pretrainings = check_study(study, runs, args.config_dir)
     except Exception as error:  # a UserError, also when Hydra wrapped it: one line, exit code 2
         return one_line_exit(error)
     if args.dry_run:
-        print_plan(study, sweeps, runs, cfg, args.config_dir, pretraining)
+        print_plan(study, sweeps, runs, cfg, args.config_dir, pretrainings)
         return 0
     start = time.perf_counter()
     process_token()  # one invocation: its sweeps (child processes) share the token, so twins may copy
-    if pretraining:
-        # Made here, before any sweep, with all of the machine: with runs in parallel the first
-        # run would otherwise pretrain with its share of the cores while the others wait.
-        print(f"== study {study}: pretraining {cfg.pretrained} first (experiment={cfg.pretrain})", flush=True)
-        try:
-            ensure_pretrained(cfg, args.config_dir)
-        except UserError as error:
-            print(error, file=sys.stderr)
-            return 1
     for number, sweep in enumerate(sweeps, 1):
+        for made in pretrainings[number - 1]:
+            # Made here, before its sweep, with all of the machine: with runs in parallel the first
+            # run would otherwise pretrain with its share of the cores while the others wait.
+            print(f"== study {study}: pretraining {made.pretrained} first (experiment={made.pretrain})", flush=True)
+            try:
+                ensure_pretrained(made, args.config_dir)
+            except UserError as error:
+                print(error, file=sys.stderr)
+                return 1
         print(f"== study {study}: sweep {number}/{len(sweeps)} ({len(runs[number - 1])} runs): "
               f"{user_command(sweep, True, args.config_dir)}", flush=True)
         command = train_command(sweep, multirun=True, extra_dirs=args.config_dir)
