@@ -209,3 +209,17 @@ def test_each_folds_lr_is_chosen_on_its_validation_split_never_on_the_held_out_f
     chosen = next(line for line in methods.splitlines() if "(lr chosen per fold)" in line)
     assert "| 0.17 ± 0.06 |" in chosen  # held-out Dice of the chosen runs: 0.1, 0.2, 0.2 (the best would be 0.9s)
     assert "fold 0: lr 0.001, fold 1: lr 0.001, fold 2: lr 0.0001" in methods
+
+
+def test_gradient_flow_sees_the_adapters_lora_adds_when_a_later_phase_unfreezes_blocks(make_cfg, pretrained):
+    from unet_transfer.analysis.measures.gradient_flow import GradientFlow
+    from unet_transfer.training.build import build
+
+    cfg = make_cfg("finetune=lora", "freeze=gradual_shallow", "freeze.phases=[{epoch: 1, direction: contracting}]",
+                   f"pretrained={pretrained}", "trainer.max_epochs=2", "augment=none")
+    built = build(cfg)
+    built.trainer.fit(built.module, built.datamodule)
+    flow = next(c for c in built.callbacks if isinstance(c, GradientFlow))
+    first, second = flow.epoch_means
+    assert first[1] > 0 and first[2] == 0  # block 1 trains first (its adapters)
+    assert all(second[b] > 0 for b in (1, 2, 3, 4, 5))  # the contracting path's new adapters are seen

@@ -21,11 +21,15 @@ class GradientFlow(Measure):
         self.epoch_means: list[dict[int, float]] = []  # per epoch: block number -> mean gradient norm
 
     def on_fit_start(self, trainer, pl_module) -> None:
+        self._track(pl_module.model)
+
+    def _track(self, model) -> None:
+        """The network's parameters and their blocks (again when a method added some: LoRA's
+        adapters for the blocks a later phase of gradual unfreezing trains)."""
         import torch
 
         from unet_transfer.networks.protocol import block_map
 
-        model = pl_module.model
         blocks = block_map(model)
         block_of = blocks.block_of_name(model)
         self._names = blocks.blocks.names
@@ -35,6 +39,8 @@ class GradientFlow(Measure):
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._sum, self._steps = None, 0
+        if [id(p) for p in pl_module.model.parameters()] != [id(p) for p in self._params]:
+            self._track(pl_module.model)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         import torch
