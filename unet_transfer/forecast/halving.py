@@ -1,5 +1,8 @@
-"""Successive halving (Jamieson & Talwalkar 2016), small and deterministic. Optuna is not
-installed here (its pruners would fit), so the racing estimator uses this module.
+"""Successive halving (Jamieson & Talwalkar 2016), small and deterministic. Not Optuna's
+SuccessiveHalvingPruner: that one is asynchronous (ASHA), judging each trial as it reports
+against the trials before it, so with candidates trained one after another whether one is
+pruned depends on its place in the order. The race here compares every candidate of a rung
+together, and is a few dozen lines.
 
 All candidates train `r0` steps; the better half (by `evaluate`, higher is better) goes on to
 twice as many steps in all, and so on until two remain and have raced their last rung. Steps
