@@ -107,3 +107,18 @@ def test_fig4_legend_names_each_reference_once_when_each_panel_is_one_network(re
         self, handles, names, **kw))
     assert plot_metric_vs_blocks(study_rows(root)[0], "dice", tmp_path / "fig4.png")
     assert labels.count("All blocks fine-tuned") == 1 and not [name for name in labels if "model=" in name]
+
+
+def test_a_checkpoint_names_a_row_only_where_one_network_started_from_several():
+    from unet_transfer.report.collect import variant_settings
+
+    def run(backbone, checkpoint):
+        return {"dataset": "busi", "method": "freeze", "has_pretrained": True,
+                "settings": {"model._target_": "unet_transfer.networks.flexunet.build", "model.backbone": backbone,
+                             "pretrained": checkpoint}}
+
+    flex = ("busi", "freeze", "unet_transfer.networks.flexunet.build")
+    each_its_own = variant_settings([run("resnet18", "r.pt"), run("efficientnet-b0", "e.pt")])
+    assert each_its_own[flex] == {"model.backbone"}  # the backbone says it; its checkpoint says nothing more
+    two_starts = variant_settings([run("resnet18", "r.pt"), run("resnet18", "other.pt"), run("efficientnet-b0", "e.pt")])
+    assert two_starts[flex] == {"model.backbone", "pretrained"}

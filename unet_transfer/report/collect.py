@@ -140,10 +140,24 @@ def variant_settings(runs: list[dict]) -> dict[tuple, set]:
         for network in networks:
             mine = [run for run in group if network_of(run) == network]
             found = (shared - own) | {key for key in own if _differs(mine, key)}
+            if "pretrained" in found and not checkpoints_tell_apart(mine, found - {"pretrained"}):
+                found.discard("pretrained")  # two FlexibleUNet backbones: each its own checkpoint
             if "data" in found and not data_tells_apart(mine, found - {"data"}):
                 found.discard("data")
             varying[(dataset, method, network)] = found
     return varying
+
+
+def checkpoints_tell_apart(runs: list[dict], others: set) -> bool:
+    """Whether pretrained runs of one network (alike in the network's own settings, e.g. the
+    backbone) started from different checkpoints: only then does the checkpoint name a row."""
+    network_keys = sorted(key for key in others if key.startswith("model."))
+    seen: dict[tuple, set] = defaultdict(set)
+    for run in runs:
+        if run["has_pretrained"]:
+            seen[tuple(_hashable(run["settings"].get(key)) for key in network_keys)].add(
+                _hashable(run["settings"].get("pretrained")))
+    return any(len(paths) > 1 for paths in seen.values())
 
 
 def data_tells_apart(group: list[dict], others: set) -> bool:

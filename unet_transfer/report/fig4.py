@@ -5,6 +5,7 @@ state, no display)."""
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from unet_transfer.report.registry import Report, entry
 from unet_transfer.report.tables import has_k_sweep
 
 DPI = 150
+TITLE_CHARACTERS = 55  # a panel is 5 inches wide: about this many characters at font size 11
 COLOURS = {"shallow_to_deep": "#1f77b4", "deep_to_shallow": "#d62728"}
 MARKERS = {"shallow_to_deep": "o", "deep_to_shallow": "s"}
 REFERENCE_STYLE = {"all_blocks": ("#555555", "--"), "scratch": ("#000000", ":")}
@@ -171,7 +173,8 @@ def _panel(ax, rows, dataset, metric, network=ANY) -> dict[str, object]:
         legend.setdefault(label, Line2D([], [], color=colour, linestyle=style, linewidth=1.3))
     start = "pretrained" if primary.has_pretrained else "from scratch"
     extra = f", {variant_words(primary.variant, primary.method)}" if primary.variant or primary.method != "freeze" else ""
-    ax.set_title(f"{dataset} ({start}, {primary.epochs} epochs{extra})", fontsize=11)
+    title = f"{dataset} ({start}, {primary.epochs} epochs{extra})"
+    ax.set_title(textwrap.fill(title, TITLE_CHARACTERS), fontsize=11)  # a network's words make long titles
     ax.set_xlabel(f"Number of {layout.k_words} fine-tuned, k\n({layout.n} blocks of {layout.described}: "
                   f"1 = {layout.names[0]} … {layout.n} = {layout.names[-1]})", fontsize=9)
     ax.set_ylabel(METRICS[metric].axis_label)
