@@ -202,3 +202,19 @@ def test_a_bad_command_line_is_one_line_and_exit_code_2_before_any_work(argv, wo
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1
     assert not (tmp_path / "multirun").exists()
+
+
+def test_a_study_of_several_networks_is_scored_on_the_forecast_networks_runs_only(tmp_path):
+    unet = {"model._target_": "unet_transfer.model.UNet", "model.width": 8}
+    flex = {"model._target_": "unet_transfer.networks.flexunet.build", "model.backbone": "resnet18"}
+    for network, dice in ((unet, 0.8), (flex, 0.2)):  # FlexibleUNet's S→D k=3 trains blocks 1-3 too
+        for fold in range(2):
+            folder = fake_run(tmp_path / network["model._target_"], "shallow_to_deep", 3, fold, dice)
+            metrics = json.loads((folder / "metrics.json").read_text())
+            metrics.update(settings=network, run_key=f"{network['model._target_']}{fold}")
+            (folder / "metrics.json").write_text(json.dumps(metrics))
+    candidates = grid(Blocks())
+    table = scoring.study_table(tmp_path, candidates, unet)
+    assert table.dice["S→D k=3"] == pytest.approx([0.8, 0.8]) and table.runs == 2
+    assert any("2 runs of other networks left out" in warning for warning in table.warnings)
+    assert sorted(scoring.study_table(tmp_path, candidates).dice["S→D k=3"]) == pytest.approx([0.2, 0.2, 0.8, 0.8])

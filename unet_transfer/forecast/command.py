@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"== forecast {ctx.study}: {len(ctx.candidates)} configurations; the study plans {ctx.study_runs} runs, "
           f"{ctx.study_image_steps} image-steps", flush=True)
     estimates = [estimate(name, ctx, args.share) for name in names] + baselines(ctx)
-    table = scoring.study_table(ctx.folder, ctx.candidates)
+    table = scoring.study_table(ctx.folder, ctx.candidates, ctx.network)
     if table is None:
         print(not_scored(ctx), flush=True)
     cost = study_cost(ctx, table, estimates)

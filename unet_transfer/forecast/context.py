@@ -33,6 +33,14 @@ class Context:
     def folder(self) -> Path:
         return Path("multirun") / self.study
 
+    @property
+    def network(self) -> dict:
+        """The network forecast, as runs record it (`model.*` settings): a study of several networks
+        (backbones_demo) is forecast and scored for its main sweep's network only."""
+        from unet_transfer.training.identity import flatten
+
+        return flatten(OmegaConf.to_container(self.cfg.model, resolve=True), "model.")
+
     def study_command(self) -> str:
         """The line that runs this forecast's study, with the user's config folders and overrides."""
         from unet_transfer.training.commands import user_study_command
@@ -124,12 +132,20 @@ def plan_budget(ctx: Context, sweeps: list[list[str]]) -> None:
     one fold (the folds differ by at most an image)."""
     from unet_transfer.config import compose_config
     from unet_transfer.study.runner import sweep_runs
+    from unet_transfer.training.identity import flatten
 
     n_train = len(ctx.datamodule().train_rows)
     ctx.run_image_steps = int(ctx.cfg.trainer.max_epochs) * n_train
     for sweep in sweeps:
         runs = sweep_runs(sweep, ctx.extra_dirs)
-        epochs = int(compose_config(runs[0], ctx.extra_dirs).trainer.max_epochs) if runs else 0
-        if epochs:
+        cfg = compose_config(runs[0], ctx.extra_dirs) if runs else None
+        epochs = int(cfg.trainer.max_epochs) if cfg is not None else 0
+        if epochs and same_network(flatten(OmegaConf.to_container(cfg.model, resolve=True), "model."), ctx.network):
             ctx.study_runs += len(runs)
             ctx.study_image_steps += len(runs) * epochs * n_train
+
+
+def same_network(settings: dict, network: dict) -> bool:
+    """Whether a run's recorded `model.*` settings are this network's (runs that record none: yes)."""
+    mine = {key: value for key, value in settings.items() if key.startswith("model.")}
+    return not mine or mine == network

@@ -70,9 +70,11 @@ def run_image_steps(run: dict) -> int:
     return int(run.get("epochs") or 0) * int(run.get("n_train") or 0)
 
 
-def study_table(folder: Path, candidates: list[Candidate]) -> StudyTable | None:
-    """The study's finished runs below `folder`, by the report's collector (the forecast's own
-    folder holds no run): None where there are none of the grid's."""
+def study_table(folder: Path, candidates: list[Candidate], network: dict | None = None) -> StudyTable | None:
+    """The study's finished runs below `folder` of the forecast's network (`model.*` settings;
+    None: every run), by the report's collector (the forecast's own folder holds no run): None
+    where there are none of the grid's."""
+    from unet_transfer.forecast.context import same_network
     from unet_transfer.report.collect import deduplicate, find_runs
 
     if not Path(folder).is_dir():
@@ -82,7 +84,11 @@ def study_table(folder: Path, candidates: list[Candidate]) -> StudyTable | None:
     table = StudyTable(warnings=[*found.problems, *duplicates])
     by_blocks = {c.blocks: c.label for c in candidates}
     folds: dict[str, dict] = defaultdict(dict)
-    for run in runs:
+    mine = [run for run in runs if network is None or same_network(run.get("settings") or {}, network)]
+    if len(mine) < len(runs):
+        table.warnings.append(f"{len(runs) - len(mine)} runs of other networks left out (the forecast is of the "
+                              "main sweep's network)")
+    for run in mine:
         table.runs += 1
         table.seconds += run_seconds(run)
         table.image_steps += run_image_steps(run)
