@@ -122,3 +122,17 @@ def test_the_study_line_it_prints_is_the_users_own_study(tmp_path):
     args = parser().parse_intermixed_args(words[2:])
     assert args.experiment == "mine" and args.overrides == ["seed=1", "dataset.root=my data"]
     assert args.config_dir == [str(folder.resolve()) for folder in folders]
+
+
+def test_no_pretrain_stops_in_one_line_instead_of_pretraining_a_missing_checkpoint(tiny, capsys):
+    from unet_transfer.forecast.command import main
+
+    conf, work = tiny
+    missing = work / "missing.pt"
+    assert main(["tiny_forecast", "--config-dir", str(conf), "--no-pretrain", "pretrain=demo_pretrain",
+                 f"pretrained={missing}"]) == 2
+    out = capsys.readouterr()
+    lines = [line for line in (out.out + out.err).splitlines() if line.strip()]
+    assert len(lines) == 1 and str(missing) in lines[0] and "--no-pretrain" in lines[0]
+    assert f"unet-transfer study tiny_forecast --config-dir {conf.resolve()} pretrain=demo_pretrain" in lines[0]
+    assert not missing.exists()

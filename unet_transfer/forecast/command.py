@@ -34,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--share", type=float, default=None,
                         help="racing's budget as a share of the study's planned image-steps (default 0.06)")
     parser.add_argument("--out", default=None, help="output folder (default multirun/<study>/forecast)")
+    parser.add_argument("--no-pretrain", action="store_true",
+                        help="stop with one line where the pretrained checkpoint is missing or was made by another "
+                             "recipe, instead of pretraining it first")
     parser.add_argument("--config-dir", "-cd", action="append", default=[], metavar="DIR",
                         help="a folder of your own configs (DIR/experiment/*.yaml, ...)")
     return parser
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
             raise ConfigError(f"--share {args.share}: give a share of the study's image-steps in (0, 1], e.g. 0.06")
         check_working_folder()
-        ctx = make_context(args.experiment, args.overrides, args.config_dir)
+        ctx = make_context(args.experiment, args.overrides, args.config_dir, pretrain=not args.no_pretrain)
     except Exception as error:
         return one_line_exit(error)
     from unet_transfer.forecast import scoring, write

@@ -111,7 +111,7 @@ def make_context(experiment: str, overrides: list[str], extra_dirs=(), pretrain:
     study, sweeps, cfg = study_plan(experiment, overrides, extra_dirs)
     if needs_pretraining(cfg, extra_dirs):
         if not pretrain:
-            raise ConfigError(f"pretrained={cfg.pretrained} is missing: run the study "
+            raise ConfigError(f"pretrained={cfg.pretrained} is missing or was made by another recipe: run the study "
                               f"({user_study_command('study', experiment, overrides, extra_dirs)}) or drop "
                               "--no-pretrain to make it first")
         print(f"== forecast {study}: pretraining {cfg.pretrained} first (experiment={cfg.pretrain}; "
