@@ -293,3 +293,13 @@ def test_each_network_s_checkpoint_is_made_first_with_the_whole_machine_before_i
                      "sweep"], order
     out = capsys.readouterr().out
     assert out.count("pretraining ") == 2
+
+
+def test_a_study_of_another_network_says_when_its_k_sweep_stops_short_of_its_blocks(no_subprocess, capsys):
+    pytest.importorskip("monai")
+    assert runner.main(["demo", "--dry-run", "model=flexunet", "dataset.n_images=20"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "k = 1–9 of the 11 blocks of FlexibleUNet (resnet18)" in notes[0]
+    assert "k=range(1,12)" in notes[0]
+    assert runner.main(["demo", "--dry-run", "model=flexunet", "k=range(1,12)", "dataset.n_images=20"]) == 0
+    assert "note:" not in capsys.readouterr().out

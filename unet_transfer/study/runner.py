@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from unet_transfer.blocks import SWEPT_DIRECTIONS, span
 from unet_transfer.config import (
     CONF_DIR,
     compose_config,
@@ -92,28 +94,52 @@ def sweep_runs(sweep: list[str], extra_dirs=()) -> list[list[str]]:
     return BasicSweeper.split_arguments(parsed, None)[0]
 
 
-def check_study(study: str, runs: list[list[list[str]]], extra_dirs=()) -> list[list[DictConfig]]:
+@dataclass
+class Checked:
+    """What checking a study found: per sweep, the run configs whose pretrained checkpoint it
+    must make first (each checkpoint once, before the first sweep that uses it: a study of
+    several networks has one each), and notes for the user (a k sweep that stops short of the
+    network's own blocks)."""
+
+    pretrainings: list[list[DictConfig]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def swept_ks(sweep: list[list[str]]) -> set[int]:
+    """The k of a sweep's runs that train k blocks from one end (freeze=shallow_to_deep/deep_to_shallow)."""
+    found = set()
+    for job in sweep:
+        settings = dict(line.split("=", 1) for line in job if "=" in line)
+        if settings.get("freeze") in SWEPT_DIRECTIONS and settings.get("k", "").isdigit():
+            found.add(int(settings["k"]))
+    return found
+
+
+def check_study(study: str, runs: list[list[list[str]]], extra_dirs=()) -> Checked:
     """Every setting of the study, checked before anything runs: the study name, a few runs of
-    each sweep that hold every swept value between them, and each pretraining's own run.
-    Returns, per sweep, the run configs whose pretrained checkpoint it must make first (each
-    checkpoint once, before the first sweep that uses it: a study of several networks has one each)."""
+    each sweep that hold every swept value between them, and each pretraining's own run."""
     from hydra_plugins.unet_transfer.sweeper import covering_jobs
     from unet_transfer.training.validate import check_settings, check_study_name
 
     check_study_name(study)
     planned: set[str] = set()
-    pretrainings = []
-    for sweep in runs:
-        first = []
+    checked = Checked()
+    for number, sweep in enumerate(runs, 1):
+        first, layout = [], None
         for job in covering_jobs(sweep):
             cfg = compose_config(job, extra_dirs)
-            check_settings(cfg)
+            layout, _ = check_settings(cfg)
             if cfg.get("pretrained") and str(cfg.pretrained) not in planned and needs_pretraining(cfg, extra_dirs):
                 check_settings(compose_config(pretraining_run_overrides(cfg, Path(cfg.pretrained)), extra_dirs))
                 planned.add(str(cfg.pretrained))
                 first.append(cfg)
-        pretrainings.append(first)
-    return pretrainings
+        checked.pretrainings.append(first)
+        swept = swept_ks(sweep)
+        if layout is not None and swept and max(swept) < layout.n:
+            checked.notes.append(f"sweep {number} runs k = {span(sorted(swept))} of the {layout.n} blocks of "
+                                 f"{layout.described}, so never all of them; add k=range(1,{layout.n + 1}) to sweep "
+                                 "every k of this network")
+    return checked
 
 
 def needs_pretraining(cfg: DictConfig, extra_dirs=()) -> bool:
@@ -123,12 +149,14 @@ def needs_pretraining(cfg: DictConfig, extra_dirs=()) -> bool:
 
 
 def print_plan(study: str, sweeps: list[list[str]], runs: list[list[list[str]]], cfg: DictConfig, extra_dirs=(),
-               pretrainings: list[list[DictConfig]] = ()) -> None:
+               checked: Checked | None = None) -> None:
     """What the study would do (`--dry-run`): the folder, the pretrainings, each sweep and its runs."""
     folder = Path.cwd() / "multirun" / study
     finished = sum(1 for _ in folder.rglob("metrics.json")) if folder.is_dir() else 0
     print(f"Study {study} (dry run: nothing runs)")
     print(f"  output folder: {folder}" + (f" (holds {finished} finished runs: skipped)" if finished else ""))
+    checked = checked or Checked()
+    pretrainings = checked.pretrainings
     if not any(pretrainings):
         there = f"the runs start from {cfg.pretrained} (there)" if cfg.get("pretrained") else "the runs train from scratch"
         print(f"  pretraining: none, {there}")
@@ -139,6 +167,8 @@ def print_plan(study: str, sweeps: list[list[str]], runs: list[list[list[str]]],
                   f"{user_command(overrides, extra_dirs=extra_dirs)}")
         print(f"  sweep {number}/{len(sweeps)}, {len(jobs)} runs: {user_command(sweep, True, extra_dirs)}")
     print(f"  in all: {len(sweeps)} sweeps, {sum(map(len, runs))} runs")
+    for note in checked.notes:
+        print(f"  note: {note}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -162,16 +192,18 @@ def main(argv: list[str] | None = None) -> int:
         check_working_folder()
         study, sweeps, cfg = study_plan(args.experiment, args.overrides, args.config_dir)
         runs = [sweep_runs(sweep, args.config_dir) for sweep in sweeps]
-        pretrainings = check_study(study, runs, args.config_dir)
+        checked = check_study(study, runs, args.config_dir)
     except Exception as error:  # a UserError, also when Hydra wrapped it: one line, exit code 2
         return one_line_exit(error)
     if args.dry_run:
-        print_plan(study, sweeps, runs, cfg, args.config_dir, pretrainings)
+        print_plan(study, sweeps, runs, cfg, args.config_dir, checked)
         return 0
+    for note in checked.notes:
+        print(f"== study {study}: note: {note}", flush=True)
     start = time.perf_counter()
     process_token()  # one invocation: its sweeps (child processes) share the token, so twins may copy
     for number, sweep in enumerate(sweeps, 1):
-        for made in pretrainings[number - 1]:
+        for made in checked.pretrainings[number - 1]:
             # Made here, before its sweep, with all of the machine: with runs in parallel the first
             # run would otherwise pretrain with its share of the cores while the others wait.
             print(f"== study {study}: pretraining {made.pretrained} first (experiment={made.pretrain})", flush=True)
