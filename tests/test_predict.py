@@ -22,8 +22,9 @@ from unet_transfer.training.run import run
 
 # A study small enough for a test that still learns: simulated chest X-rays (large lungs), width 8,
 # 32 px, 12 epochs from scratch; all blocks trained (Dice ~0.8) against only the deepest (poor).
+# fp32 NCHW (fast.auto=false): a layout chosen by timing under load would change what it learns.
 STUDY = [*TINY, "dataset=synthetic_xray", "dataset.n_images=24", "model.width=8", "trainer.max_epochs=12",
-         "optimizer.lr=1e-3", "augment=none", "folds=2", "trainer.precision=32-true"]
+         "optimizer.lr=1e-3", "augment=none", "folds=2", "trainer.precision=32-true", "fast.auto=false"]
 CONFIGURATIONS = {"all": ["freeze=none"], "deepest": ["freeze=deep_to_shallow", "k=1"]}
 
 
@@ -79,28 +80,34 @@ def test_recommend_trains_the_best_configuration_on_every_image_with_a_card(stud
     assert (recommended / "model.pt").stat().st_mtime_ns == stamp
 
 
-def test_predict_on_new_images_at_another_size_matches_the_cross_validated_dice(study, recommended):
-    new = study / "new"
+def test_predict_on_new_images_at_another_size_scores_as_at_the_training_size(study, recommended):
+    """New images at 40x56 are segmented at their own size, and score as the same images written at
+    the network's 32x32 do: the way to the network's size and back costs next to nothing. (How
+    well the network generalises to images simulated at another scale is not a property of
+    predict: with two folds, the cross-validated spread is no yardstick for it.)"""
+    new, square = study / "new", study / "new_32"
     write_folder(new, kind="xray", n=12, size=48, seed=7, shape=(40, 56))  # images no run has seen, 40x56
-    out = study / "predicted"
-    code = predict.main([str(recommended / "model.safetensors"), str(new / "images"), str(out), "--masks",
-                         str(new / "masks"), "--probabilities", "npy", "--no-progress"])
-    assert code == 0
+    write_folder(square, kind="xray", n=12, size=48, seed=7, shape=(32, 32))  # the same, at the network's size
+    scores = {}
+    for folder in (new, square):
+        out = folder.with_name(folder.name + "_predicted")
+        code = predict.main([str(recommended / "model.safetensors"), str(folder / "images"), str(out), "--masks",
+                             str(folder / "masks"), "--probabilities", "npy", "--no-progress"])
+        assert code == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert len(read_csv(out / "per_image.csv")) == summary["n_scored"] == 12 and summary["n_failed"] == 0
+        scores[folder] = summary["metrics"]["dice"]["mean"]
+    out = study / "new_predicted"
     for image in (new / "images").glob("*.png"):
         mask = cv2.imread(str(out / f"{image.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
         assert mask.shape == (40, 56) and set(np.unique(mask)) <= {0, 255}
         assert cv2.imread(str(out / f"{image.stem}_overlay.png")).shape == (40, 56, 3)
         probability = np.load(out / f"{image.stem}_prob.npy")
         assert np.array_equal(probability > 0.5, mask > 0)
-    summary = json.loads((out / "summary.json").read_text())
-    card = json.loads((recommended / "card.json").read_text())["cross_validation"]["metrics"]["dice"]
-    rows = read_csv(out / "per_image.csv")
-    assert len(rows) == summary["n_scored"] == 12 and summary["n_failed"] == 0
-    predicted = summary["metrics"]["dice"]["mean"]
-    # Within the spread across folds, widened by the sampling error of a 12-image mean.
-    allowed = card["std"] + 2 * summary["metrics"]["dice"]["std"] / np.sqrt(12)
-    assert abs(predicted - card["mean"]) <= allowed, (predicted, card)
-    assert predicted > 0.5  # it segments: the match is not two failures agreeing
+    assert abs(scores[new] - scores[square]) <= 0.05, scores  # 0.02 here; a misplaced mask loses far more
+    rejected = statistics.fmean(json.loads(path.read_text())["dice"]  # the deepest block alone, cross-validated
+                                for path in (study / "multirun" / "tiny").glob("deepest,fold=*/metrics.json"))
+    assert scores[new] > max(0.5, rejected + 0.1), (scores, rejected)  # it segments, far better than the rejected
 
 
 def test_predict_uses_exactly_the_preprocessing_of_training(study):
