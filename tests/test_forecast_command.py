@@ -116,7 +116,7 @@ def test_the_study_line_it_prints_is_the_users_own_study(tmp_path):
     from unet_transfer.training.commands import user_study_command
 
     folders = [tmp_path / "my configs", tmp_path / "more"]
-    line = user_study_command("study", "mine", ["seed=1", "dataset.root=my data"], folders)
+    line = user_study_command("mine", ["seed=1", "dataset.root=my data"], folders)
     words = shlex.split(line)
     assert words[:2] == ["unet-transfer", "study"]
     args = parser().parse_intermixed_args(words[2:])

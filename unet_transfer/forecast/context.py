@@ -35,17 +35,15 @@ class Context:
 
     @property
     def network(self) -> dict:
-        """The network forecast, as runs record it (`model.*` settings): a study of several networks
-        (backbones_demo) is forecast and scored for its main sweep's network only."""
-        from unet_transfer.training.identity import flatten
-
-        return flatten(OmegaConf.to_container(self.cfg.model, resolve=True), "model.")
+        """The network forecast, as runs record it: a study of several networks (backbones_demo)
+        is forecast and scored for its main sweep's network only."""
+        return network_settings(self.cfg)
 
     def study_command(self) -> str:
         """The line that runs this forecast's study, with the user's config folders and overrides."""
         from unet_transfer.training.commands import user_study_command
 
-        return user_study_command("study", self.experiment, self.overrides, self.extra_dirs)
+        return user_study_command(self.experiment, self.overrides, self.extra_dirs)
 
     def fresh_model(self):
         """The experiment's network with its pretrained weights, on the CPU, seeded as a run is."""
@@ -112,7 +110,7 @@ def make_context(experiment: str, overrides: list[str], extra_dirs=(), pretrain:
     if needs_pretraining(cfg, extra_dirs):
         if not pretrain:
             raise ConfigError(f"pretrained={cfg.pretrained} is missing or was made by another recipe: run the study "
-                              f"({user_study_command('study', experiment, overrides, extra_dirs)}) or drop "
+                              f"({user_study_command(experiment, overrides, extra_dirs)}) or drop "
                               "--no-pretrain to make it first")
         print(f"== forecast {study}: pretraining {cfg.pretrained} first (experiment={cfg.pretrain}; "
               "the study needs it too)", flush=True)
@@ -132,7 +130,6 @@ def plan_budget(ctx: Context, sweeps: list[list[str]]) -> None:
     one fold (the folds differ by at most an image)."""
     from unet_transfer.config import compose_config
     from unet_transfer.study.runner import sweep_runs
-    from unet_transfer.training.identity import flatten
 
     n_train = len(ctx.datamodule().train_rows)
     ctx.run_image_steps = int(ctx.cfg.trainer.max_epochs) * n_train
@@ -140,9 +137,16 @@ def plan_budget(ctx: Context, sweeps: list[list[str]]) -> None:
         runs = sweep_runs(sweep, ctx.extra_dirs)
         cfg = compose_config(runs[0], ctx.extra_dirs) if runs else None
         epochs = int(cfg.trainer.max_epochs) if cfg is not None else 0
-        if epochs and same_network(flatten(OmegaConf.to_container(cfg.model, resolve=True), "model."), ctx.network):
+        if epochs and same_network(network_settings(cfg), ctx.network):
             ctx.study_runs += len(runs)
             ctx.study_image_steps += len(runs) * epochs * n_train
+
+
+def network_settings(cfg: DictConfig) -> dict:
+    """The `model.*` settings of a run's config, exactly as its metrics.json records them."""
+    from unet_transfer.training.identity import run_settings
+
+    return {key: value for key, value in run_settings(cfg).items() if key.startswith("model.")}
 
 
 def same_network(settings: dict, network: dict) -> bool:

@@ -287,6 +287,13 @@ def references_for(rows: list[dict], group: Group) -> list[dict]:
     return out
 
 
+def reference_label(ref: dict, group: Group) -> str:
+    """A reference row's label beside a sweep: its role alone where it shares the sweep's variant
+    and method (the sweep's heading or panel title says those words already)."""
+    same_sweep = (ref["key"].variant, ref["key"].method) == (group.variant, group.method)
+    return ROLES[ref["role"]] if same_sweep else ref["label"]
+
+
 def find_row(rows: list[dict], group: Group, role: str, k: int) -> dict | None:
     for row in rows:
         if row["role"] == role and row["k"] == k and group_of(row) == group:

@@ -140,35 +140,26 @@ def variant_settings(runs: list[dict]) -> dict[tuple, set]:
         for network in networks:
             mine = [run for run in group if network_of(run) == network]
             found = (shared - own) | {key for key in own if _differs(mine, key)}
-            if "pretrained" in found and not checkpoints_tell_apart(mine, found - {"pretrained"}):
+            pretrained = [run for run in mine if run["has_pretrained"]]
+            if "pretrained" in found and not tells_apart(pretrained, "pretrained",
+                                                         {key for key in found if key.startswith("model.")}):
                 found.discard("pretrained")  # two FlexibleUNet backbones: each its own checkpoint
-            if "data" in found and not data_tells_apart(mine, found - {"data"}):
+            if "data" in found and not tells_apart(mine, "data", found - {"data"}):
                 found.discard("data")
             varying[(dataset, method, network)] = found
     return varying
 
 
-def checkpoints_tell_apart(runs: list[dict], others: set) -> bool:
-    """Whether pretrained runs of one network (alike in the network's own settings, e.g. the
-    backbone) started from different checkpoints: only then does the checkpoint name a row."""
-    network_keys = sorted(key for key in others if key.startswith("model."))
+def tells_apart(runs: list[dict], key: str, alike: set) -> bool:
+    """Whether runs alike in the settings `alike` differ in `key`: only then does `key` name a
+    row. The data (`data`: the content digest) needs no words where another setting says it
+    (dataset.image_size, a simulator's n_images); a checkpoint needs none where each network (by
+    its own settings, e.g. the backbone) started from one of its own."""
     seen: dict[tuple, set] = defaultdict(set)
     for run in runs:
-        if run["has_pretrained"]:
-            seen[tuple(_hashable(run["settings"].get(key)) for key in network_keys)].add(
-                _hashable(run["settings"].get("pretrained")))
-    return any(len(paths) > 1 for paths in seen.values())
-
-
-def data_tells_apart(group: list[dict], others: set) -> bool:
-    """Whether runs alike in every other varying setting read different data (`data`: the
-    content digest). When another setting already says it (dataset.image_size, a simulator's
-    n_images), the rows need no digest in their labels."""
-    seen: dict[tuple, set] = defaultdict(set)
-    for run in group:
-        alike = tuple(_hashable(run["settings"].get(key)) for key in sorted(others))
-        seen[alike].add(run["settings"].get("data"))
-    return any(len(digests) > 1 for digests in seen.values())
+        seen[tuple(_hashable(run["settings"].get(name)) for name in sorted(alike))].add(
+            _hashable(run["settings"].get(key)))
+    return any(len(values) > 1 for values in seen.values())
 
 
 def assign_keys(runs: list[dict]) -> None:

@@ -20,10 +20,11 @@ from unet_transfer.report.aggregate import (
     group_layout,
     networks_in,
     primary_group,
+    reference_label,
     references_for,
     study_groups,
 )
-from unet_transfer.report.collect import ROLES, variant_words
+from unet_transfer.report.collect import variant_words
 from unet_transfer.report.registry import Report, entry
 from unet_transfer.report.tables import has_k_sweep
 
@@ -168,9 +169,7 @@ def _panel(ax, rows, dataset, metric, network=ANY) -> dict[str, object]:
             fontsize=8,
             color=colour,
         )
-        same_sweep = (ref["key"].variant, ref["key"].method) == (primary.variant, primary.method)
-        label = ROLES[ref["role"]] if same_sweep else ref["label"]  # the panel's title says the rest
-        legend.setdefault(label, Line2D([], [], color=colour, linestyle=style, linewidth=1.3))
+        legend.setdefault(reference_label(ref, primary), Line2D([], [], color=colour, linestyle=style, linewidth=1.3))
     start = "pretrained" if primary.has_pretrained else "from scratch"
     extra = f", {variant_words(primary.variant, primary.method)}" if primary.variant or primary.method != "freeze" else ""
     title = f"{dataset} ({start}, {primary.epochs} epochs{extra})"

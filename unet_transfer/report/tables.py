@@ -18,10 +18,11 @@ from unet_transfer.report.aggregate import (
     networks_in,
     path_rows,
     primary_group,
+    reference_label,
     references_for,
     study_groups,
 )
-from unet_transfer.report.collect import ROLES, variant_words
+from unet_transfer.report.collect import variant_words
 from unet_transfer.report.registry import Report, entry
 
 
@@ -126,9 +127,8 @@ def paths_table(rows, group, shown, with_references=True) -> list[str]:
     if not table and not with_references:
         return []
     for ref in references_for(rows, group) if with_references else []:
-        same_sweep = (ref["key"].variant, ref["key"].method) == (group.variant, group.method)
-        label = (ROLES[ref["role"]] if same_sweep else ref["label"]) + (  # the heading says the sweep's words
-            f" ({ref['epochs']} epochs)" if ref["epochs"] not in (0, group.epochs) else "")
+        label = reference_label(ref, group) + (f" ({ref['epochs']} epochs)" if ref["epochs"] not in (0, group.epochs)
+                                               else "")
         shown.add(ref["key"])
         table.append([label, span(ref["blocks"]) if ref["epochs"] else "none",
                       *(cell(ref, m, flag=m == "dice") for m in METRICS), folds_cell(ref)])

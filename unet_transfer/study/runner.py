@@ -122,16 +122,18 @@ def check_study(study: str, runs: list[list[list[str]]], extra_dirs=()) -> Check
     from unet_transfer.training.validate import check_settings, check_study_name
 
     check_study_name(study)
-    planned: set[str] = set()
+    seen: set[str] = set()  # checkpoints looked at (each once: its recipe is composed to compare)
     checked = Checked()
     for number, sweep in enumerate(runs, 1):
         first, layout = [], None
         for job in covering_jobs(sweep):
             cfg = compose_config(job, extra_dirs)
             layout, _ = check_settings(cfg)
-            if cfg.get("pretrained") and str(cfg.pretrained) not in planned and needs_pretraining(cfg, extra_dirs):
+            if not cfg.get("pretrained") or str(cfg.pretrained) in seen:
+                continue
+            seen.add(str(cfg.pretrained))
+            if needs_pretraining(cfg, extra_dirs):
                 check_settings(compose_config(pretraining_run_overrides(cfg, Path(cfg.pretrained)), extra_dirs))
-                planned.add(str(cfg.pretrained))
                 first.append(cfg)
         checked.pretrainings.append(first)
         swept = swept_ks(sweep)

@@ -26,11 +26,11 @@ def user_command(overrides: list[str], multirun: bool = False, extra_dirs=()) ->
     return " ".join(shlex.quote(word) for word in words)
 
 
-def user_study_command(command: str, experiment: str, overrides=(), extra_dirs=()) -> str:
-    """`unet-transfer study|forecast EXPERIMENT` as a pastable line, with the user's config folders
-    (these commands take --config-dir once per folder) and overrides."""
+def user_study_command(experiment: str, overrides=(), extra_dirs=()) -> str:
+    """`unet-transfer study EXPERIMENT` as a pastable line, with the user's config folders (the
+    study takes --config-dir once per folder) and overrides."""
     where = [word for d in extra_dirs or () for word in ("--config-dir", str(Path(d).resolve()))]
-    words = ["unet-transfer", command, experiment, *where, *map(str, overrides)]
+    words = ["unet-transfer", "study", experiment, *where, *map(str, overrides)]
     return " ".join(shlex.quote(word) for word in words)
 
 
