@@ -197,6 +197,10 @@ class Blocks:
         """'contracting' / 'expanding' when (direction, k) trains exactly that path."""
         return next((path for path in PATHS if self.path_k(path) == (direction, k)), None)
 
+    def path_trained(self, trained) -> str | None:
+        """'contracting' / 'expanding' when the blocks `trained` are exactly that path."""
+        return next((path for path in PATHS if set(trained) == set(getattr(self, path))), None)
+
     def swept(self, direction: str, k: int) -> tuple[int, ...]:
         """Blocks trained by one step of the k sweep: the k shallowest tiers or the k deepest."""
         chosen = self.tiers[:k] if direction == "shallow_to_deep" else self.tiers[len(self.tiers) - k:]

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unet_transfer.blocks import SWEPT_DIRECTIONS, Blocks, span
-
-SHORT = {"shallow_to_deep": "S→D", "deep_to_shallow": "D→S"}
+from unet_transfer.blocks import DIRECTION_SHORT, PATHS, SWEPT_DIRECTIONS, Blocks, span
 
 
 @dataclass(frozen=True)
@@ -19,7 +17,7 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        return f"{SHORT.get(self.direction, self.direction)} k={self.k}"
+        return f"{DIRECTION_SHORT.get(self.direction, self.direction)} k={self.k}"
 
 
 def grid(layout: Blocks) -> list[Candidate]:
@@ -45,7 +43,7 @@ def path_pair(candidates: list[Candidate], layout: Blocks) -> dict[str, Candidat
     """The contracting and expanding paths among the candidates (None where no step trains
     exactly one path, as with depth=shortest)."""
     by_blocks = {c.blocks: c for c in candidates}
-    pair = {path: by_blocks.get(tuple(sorted(getattr(layout, path)))) for path in ("contracting", "expanding")}
+    pair = {path: by_blocks.get(tuple(sorted(getattr(layout, path)))) for path in PATHS}
     return None if any(c is None for c in pair.values()) else pair
 
 

@@ -12,7 +12,7 @@ import statistics
 from collections import defaultdict
 from typing import NamedTuple
 
-from unet_transfer.blocks import DIRECTION_TITLES, SWEPT_DIRECTIONS, Blocks, span
+from unet_transfer.blocks import DIRECTION_TITLES, PATHS, SWEPT_DIRECTIONS, Blocks, span
 from unet_transfer.metrics import METRICS
 from unet_transfer.report.collect import (
     ROLES,
@@ -310,7 +310,7 @@ def group_layout(rows: list[dict], group: Group):
 def path_rows(rows: list[dict], group: Group) -> dict[str, dict | None]:
     """{'contracting': row, 'expanding': row} of a sweep (None where its depth order has no such step)."""
     layout = group_layout(rows, group)
-    steps = {path: layout.path_k(path) for path in ("contracting", "expanding")}
+    steps = {path: layout.path_k(path) for path in PATHS}
     return {path: find_row(rows, group, *step) if step else None for path, step in steps.items()}
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from unet_transfer.analysis.registry import Shown, shown
-from unet_transfer.blocks import DIRECTION_TITLES, SWEPT_DIRECTIONS
+from unet_transfer.blocks import DIRECTION_TITLES, PATHS, SWEPT_DIRECTIONS
 from unet_transfer.files import atomic_write_text
 from unet_transfer.report.aggregate import (
     find_row,
@@ -180,7 +180,7 @@ def plot_setting(rows: list[dict], setting: str, path: Path) -> Path:
     axes = fig.subplots(1, 2)
     for ax, (key, label) in zip(axes, (("change", "Block 1 relative weight change"), ("cka", "Block 1 CKA (loaded vs tuned)")),
                                 strict=True):
-        for name in ("contracting", "expanding"):
+        for name in PATHS:
             points = [r for r in rows if r["path"] == name]
             if points:
                 colour, marker = PATH_STYLE[name]

@@ -365,7 +365,7 @@ def run_path(run: dict) -> str | None:
     """'contracting' / 'expanding' when the run trained exactly that path of its network."""
     trained = set(run.get("trainable_blocks") or ())
     layout = layout_of([run], run.get("dataset"))
-    return next((path for path in ("contracting", "expanding") if trained == set(getattr(layout, path))), None)
+    return layout.path_trained(trained)
 
 
 def network_name(target) -> str:

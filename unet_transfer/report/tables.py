@@ -8,7 +8,7 @@ import csv
 import math
 from pathlib import Path
 
-from unet_transfer.blocks import DIRECTION_SHORT, SWEPT_DIRECTIONS, span
+from unet_transfer.blocks import DIRECTION_SHORT, PATHS, SWEPT_DIRECTIONS, span
 from unet_transfer.files import atomic_path
 from unet_transfer.metrics import METRICS
 from unet_transfer.report.aggregate import (
@@ -118,7 +118,7 @@ def paths_table(rows, group, shown, with_references=True) -> list[str]:
     found = path_rows(rows, group)
     layout = group_layout(rows, group)
     table = []
-    for path in ("contracting", "expanding"):
+    for path in PATHS:
         row = found[path]
         if row is not None:
             shown.add(row["key"])
@@ -137,7 +137,7 @@ def paths_table(rows, group, shown, with_references=True) -> list[str]:
     out = [f"### Contracting vs expanding ({group_words(group)})", ""]
     out += markdown_table(["Trained", "Blocks", *(m.label for m in METRICS.values()), "Folds"], table)
     missing = [f"{path} ({'shallow to deep' if step[0] == 'shallow_to_deep' else 'deep to shallow'}, k={step[1]})"
-               for path, step in ((p, layout.path_k(p)) for p in ("contracting", "expanding"))
+               for path, step in ((p, layout.path_k(p)) for p in PATHS)
                if found[path] is None and step is not None]
     if missing:
         out += ["", f"No runs of {' or '.join(missing)} in this sweep."]

@@ -240,8 +240,7 @@ def keeps_weights(cfg: DictConfig, plan: RunPlan) -> bool:
     by what they train: contracting, expanding, all), not every run: 124 MB each at w=64."""
     keep = cfg.get("keep_weights") or {}
     trained = plan.trainable
-    kind = "all" if set(trained) == set(plan.layout.numbers) else next(
-        (path for path in ("contracting", "expanding") if set(trained) == set(getattr(plan.layout, path))), None)
+    kind = "all" if set(trained) == set(plan.layout.numbers) else plan.layout.path_trained(trained)
     fine_tunes = bool(cfg.pretrained) and (cfg.trainer.max_epochs or 0) > 0  # else nothing Fig. 5 compares
     return fine_tunes and cfg.fold in (keep.get("folds") or []) and kind in (keep.get("trained") or [])
 
